@@ -1,0 +1,127 @@
+/*
+ * mm_atomic.h -- the project's one vocabulary for atomic operations.
+ *
+ * Every atomic access in src/ goes through these wrappers, and every
+ * wrapper names its memory order, so that a reader can see at the call
+ * site what an access orders (Concurrency Kit style: mm_load_acquire_u64,
+ * mm_cas_acq_rel_u64 ...).  Scalars are C11 _Atomic objects; the one
+ * double-word type, mm_dword, is a 16-byte pair updated by cmpxchg16b
+ * (x86-64, built with -mcx16) or the equivalent on other 64-bit targets.
+ *
+ * Conventions:
+ *   - relaxed: no ordering; used for counters and for optimistic reads
+ *     that a later CAS validates.
+ *   - acquire / release: publish and consume; each non-relaxed call site
+ *     says in a comment which write it publishes or which read it guards.
+ *   - acq_rel CAS: the commit point of a lock-free operation.
+ */
+#ifndef MM_ATOMIC_H
+#define MM_ATOMIC_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MM_CACHE_LINE 64
+
+/* ---- 64-bit scalars ---------------------------------------------------- */
+
+typedef _Atomic uint64_t mm_atomic_u64;
+
+static inline uint64_t mm_load_relaxed_u64(const mm_atomic_u64 *p) {
+  return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static inline uint64_t mm_load_acquire_u64(const mm_atomic_u64 *p) {
+  return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static inline void mm_store_relaxed_u64(mm_atomic_u64 *p, uint64_t v) {
+  atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+static inline void mm_store_release_u64(mm_atomic_u64 *p, uint64_t v) {
+  atomic_store_explicit(p, v, memory_order_release);
+}
+
+static inline uint64_t mm_faa_relaxed_u64(mm_atomic_u64 *p, uint64_t v) {
+  return atomic_fetch_add_explicit(p, v, memory_order_relaxed);
+}
+
+static inline uint64_t mm_fas_acq_rel_u64(mm_atomic_u64 *p, uint64_t v) {
+  return atomic_exchange_explicit(p, v, memory_order_acq_rel);
+}
+
+/* On failure *expected receives the current value. */
+static inline bool mm_cas_acq_rel_u64(mm_atomic_u64 *p, uint64_t *expected,
+                                      uint64_t desired) {
+  return atomic_compare_exchange_weak_explicit(
+      p, expected, desired, memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* ---- 32-bit scalars ---------------------------------------------------- */
+
+typedef _Atomic uint32_t mm_atomic_u32;
+
+static inline uint32_t mm_faa_relaxed_u32(mm_atomic_u32 *p, uint32_t v) {
+  return atomic_fetch_add_explicit(p, v, memory_order_relaxed);
+}
+
+/* ---- double word ------------------------------------------------------- */
+
+/*
+ * Two 64-bit halves updated together by one 16-byte CAS.  The halves can
+ * be read separately (mm_dword_load_torn_relaxed): such a read may mix two
+ * moments, which is harmless before a CAS (a torn guess never matches, so
+ * the CAS fails and the caller retries) but must not be acted on alone;
+ * mm_dword_load_snapshot gives a value the pair really held.
+ */
+typedef union mm_dword {
+  unsigned __int128 whole;
+  uint64_t half[2];
+} __attribute__((aligned(16))) mm_dword;
+
+static inline mm_dword mm_dword_make(uint64_t lo, uint64_t hi) {
+  mm_dword d;
+  d.whole = ((unsigned __int128)hi << 64) | lo;
+  return d;
+}
+
+static inline uint64_t mm_dword_lo(mm_dword d) { return (uint64_t)d.whole; }
+static inline uint64_t mm_dword_hi(mm_dword d) {
+  return (uint64_t)(d.whole >> 64);
+}
+
+/* Each half read atomically, the pair possibly torn (see above). */
+static inline mm_dword mm_dword_load_torn_relaxed(const mm_dword *p) {
+  uint64_t lo = __atomic_load_n(&p->half[0], __ATOMIC_RELAXED);
+  uint64_t hi = __atomic_load_n(&p->half[1], __ATOMIC_RELAXED);
+  return mm_dword_make(lo, hi);
+}
+
+/*
+ * One 16-byte CAS, a full barrier (lock cmpxchg16b).  On failure
+ * *expected receives the current value, which is then a true snapshot.
+ */
+static inline bool mm_dword_cas_acq_rel(mm_dword *p, mm_dword *expected,
+                                        mm_dword desired) {
+  unsigned __int128 seen =
+      __sync_val_compare_and_swap(&p->whole, expected->whole, desired.whole);
+  bool ok = seen == expected->whole;
+  expected->whole = seen;
+  return ok;
+}
+
+/*
+ * A value the pair really held at one instant: a CAS that writes back
+ * what it finds.  It takes the cache line exclusive, so it is for slow
+ * paths (a decline, stats), not for every operation.  @p is written
+ * (with its own value) even though the logical state does not change.
+ */
+static inline mm_dword mm_dword_load_snapshot(mm_dword *p) {
+  mm_dword guess = mm_dword_load_torn_relaxed(p);
+  (void)mm_dword_cas_acq_rel(p, &guess, guess);
+  return guess;
+}
+
+#endif /* MM_ATOMIC_H */

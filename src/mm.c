@@ -1,0 +1,167 @@
+/*
+ * mm.c -- the manager's life: configuration, creation, destruction,
+ * status strings and the stats picture.
+ *
+ * mm_create turns an mm_config into an immutable plan (every default
+ * filled in, every field checked), then builds the subsystems: the pool
+ * word (pool.c), the exec-id registry (exec.c), the page registry
+ * (storage.c) and the counters (stats.c).  Nothing in the manager is ever
+ * reconfigured afterwards, so every thread may read the plan without
+ * synchronisation.
+ */
+#include "mm_internal.h"
+
+#include <string.h>
+#include <time.h>
+
+const char *mm_strerror(mm_status st) {
+  switch (st) {
+  case MM_OK:
+    return "success";
+  case MM_EINVAL:
+    return "invalid argument, or a request no pool could ever grant";
+  case MM_ENOMEM:
+    return "declined: not enough memory free now";
+  case MM_ETIMEDOUT:
+    return "held request reached its deadline";
+  case MM_ECANCELED:
+    return "held request was cancelled";
+  case MM_EEXIST:
+    return "page id already registered";
+  case MM_ENOENT:
+    return "no such page or ticket";
+  case MM_EBUSY:
+    return "page is pinned";
+  case MM_EINPROGRESS:
+    return "request is held; its callback reports the outcome";
+  }
+  return "unknown mm_status";
+}
+
+static bool is_pow2(size_t v) { return v && !(v & (v - 1)); }
+
+/* Fill in defaults and check every field; MM_EINVAL on the first bad
+ * one.  On success *storage_init is the storage pool's initial size. */
+static mm_status config_plan(const mm_config *in, mm_config *out,
+                             uint64_t *storage_init) {
+  *out = *in;
+  if (out->total_bytes == 0 || out->total_bytes > MMI_MAX_TOTAL)
+    return MM_EINVAL;
+
+  if (out->storage_fraction == 0.0)
+    out->storage_fraction = 0.5;
+  /* The negated form also rejects NaN. */
+  if (!(out->storage_fraction > 0.0 && out->storage_fraction < 1.0))
+    return MM_EINVAL;
+
+  if (out->page_size == 0)
+    out->page_size = MMI_DEFAULT_PAGE;
+  if (!is_pow2(out->page_size) || out->page_size < MMI_MIN_PAGE ||
+      out->page_size > MMI_MAX_PAGE)
+    return MM_EINVAL;
+
+  /* Storage starts at total * fraction, in whole pages; execution gets
+   * the rest, which is never empty because the fraction is below 1. */
+  uint64_t pages =
+      (uint64_t)((double)out->total_bytes * out->storage_fraction) /
+      out->page_size;
+  uint64_t storage = pages * out->page_size;
+  if (pages == 0 || storage >= out->total_bytes)
+    return MM_EINVAL;
+
+  if (out->max_execution_request == 0)
+    out->max_execution_request = out->total_bytes < MMI_DEFAULT_MAX_EXEC
+                                     ? out->total_bytes
+                                     : MMI_DEFAULT_MAX_EXEC;
+  if (out->max_execution_request > out->total_bytes)
+    return MM_EINVAL;
+
+  if (out->storage_protected_bytes > storage)
+    return MM_EINVAL;
+
+  if (out->eviction != MM_EVICT_RANDOM &&
+      out->eviction != MM_EVICT_SAMPLED_LRU)
+    return MM_EINVAL;
+
+  if (out->seed == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    out->seed = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) |
+                1; /* never 0 */
+  }
+  *storage_init = storage;
+  return MM_OK;
+}
+
+mm_status mm_create(const mm_config *cfg, mm_t **out) {
+  if (!cfg || !out)
+    return MM_EINVAL;
+
+  mm_config plan;
+  uint64_t storage_init;
+  mm_status st = config_plan(cfg, &plan, &storage_init);
+  if (st != MM_OK)
+    return st;
+
+  mm_t *mm = mmi_meta_alloc(sizeof *mm);
+  if (!mm)
+    return MM_ENOMEM;
+  memset(mm, 0, sizeof *mm);
+  mm->cfg = plan;
+  mmi_pool_init(&mm->pool, plan.total_bytes, storage_init,
+                plan.storage_may_borrow);
+  mmi_counters_init(&mm->counters);
+  mm->execs = mmi_registry_new();
+  mm->pages = mmi_registry_new();
+  if (!mm->execs || !mm->pages) {
+    if (mm->execs)
+      mmi_registry_destroy(mm->execs, mmi_exec_drop);
+    if (mm->pages)
+      mmi_registry_destroy(mm->pages, mmi_page_drop);
+    mmi_meta_free(mm);
+    return MM_ENOMEM;
+  }
+  *out = mm;
+  return MM_OK;
+}
+
+void mm_destroy(mm_t *mm) {
+  if (!mm)
+    return;
+  mmi_registry_destroy(mm->pages, mmi_page_drop);
+  mmi_registry_destroy(mm->execs, mmi_exec_drop);
+  mmi_meta_free(mm);
+}
+
+void mm_get_stats(const mm_t *mm, mm_stats *out) {
+  if (!out)
+    return;
+  memset(out, 0, sizeof *out);
+  if (!mm)
+    return;
+
+  /* The snapshot CAS writes the pool word back unchanged; the manager is
+   * never a const object, only const in this call's promise. */
+  mmi_pool_view v;
+  mmi_pool_view_get((mmi_pool *)&mm->pool, &v);
+  out->total_bytes = mm->cfg.total_bytes;
+  out->execution_pool_bytes = v.exec_pool;
+  out->storage_pool_bytes = v.storage_pool;
+  out->execution_used_bytes = v.exec_used;
+  out->storage_used_bytes = v.storage_used;
+  out->execution_borrowed_bytes = v.exec_borrowed;
+  out->storage_borrowed_bytes = v.storage_borrowed;
+
+  const mmi_counters *cs = &mm->counters;
+  out->storage_pinned_bytes = mmi_count_sum(cs, MMI_PINNED_BYTES);
+  out->granted = mmi_count_sum(cs, MMI_GRANTED);
+  out->declined = mmi_count_sum(cs, MMI_DECLINED);
+  out->held = mmi_count_sum(cs, MMI_HELD);
+  out->held_now = mmi_count_sum(cs, MMI_HELD_NOW);
+  out->timed_out = mmi_count_sum(cs, MMI_TIMED_OUT);
+  out->cancelled = mmi_count_sum(cs, MMI_CANCELLED);
+  out->evictions = mmi_count_sum(cs, MMI_EVICTIONS);
+  out->evicted_bytes = mmi_count_sum(cs, MMI_EVICTED_BYTES);
+  out->storage_pages = mmi_count_sum(cs, MMI_STORAGE_PAGES);
+  out->execution_ids = mmi_count_sum(cs, MMI_EXEC_IDS);
+}

@@ -1,0 +1,50 @@
+/*
+ * pool.h -- the two-pool accounting: who may take how many bytes.
+ *
+ * Pure policy over one atomic word; it knows nothing of exec ids, pages
+ * or memory.  See pool.c for the rules and the proof that they cannot
+ * over-commit.
+ */
+#ifndef MM_POOL_H
+#define MM_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "atomics/mm_atomic.h"
+
+typedef struct mmi_pool {
+  /* The whole mutable state: lo = execution used, hi = storage used.
+   * Alone on its cache line; it is the one word every acquire touches. */
+  _Alignas(MM_CACHE_LINE) mm_dword used;
+  _Alignas(MM_CACHE_LINE) uint64_t total; /* immutable after init */
+  uint64_t exec_init;                     /* execution pool's initial size */
+  uint64_t storage_init;                  /* storage pool's initial size */
+  bool storage_may_borrow;
+} mmi_pool;
+
+/* A consistent picture of the pools, derived from one snapshot. */
+typedef struct mmi_pool_view {
+  uint64_t exec_used, storage_used;
+  uint64_t exec_pool, storage_pool; /* sum to total */
+  uint64_t exec_borrowed;           /* storage capacity lent to execution */
+  uint64_t storage_borrowed;        /* execution capacity lent to storage */
+} mmi_pool_view;
+
+void mmi_pool_init(mmi_pool *p, uint64_t total, uint64_t storage_init,
+                   bool storage_may_borrow);
+
+/* The most one storage charge could ever be granted. */
+uint64_t mmi_pool_storage_max(const mmi_pool *p);
+
+/* Charge @bytes (1 <= bytes <= total) if they fit now; true if charged. */
+bool mmi_pool_charge_execution(mmi_pool *p, uint64_t bytes);
+bool mmi_pool_charge_storage(mmi_pool *p, uint64_t bytes);
+
+/* Return @bytes that an earlier charge of the same pool took. */
+void mmi_pool_uncharge_execution(mmi_pool *p, uint64_t bytes);
+void mmi_pool_uncharge_storage(mmi_pool *p, uint64_t bytes);
+
+void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v);
+
+#endif /* MM_POOL_H */

@@ -1,0 +1,70 @@
+/*
+ * registry.h -- id -> record maps that readers walk without locks, and the
+ * RCU read sections and deferred frees that keep their records alive.
+ *
+ * This is the only place that names liburcu.  Policy code says what it
+ * means (mmi_rcu_read_lock, mmi_registry_find, mmi_rcu_retire) and never
+ * calls rcu_read_lock or cds_lfht_* itself.
+ */
+#ifndef MM_REGISTRY_H
+#define MM_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <urcu-bp.h>
+#include <urcu/rculfhash.h>
+
+#include "atomics/mm_atomic.h"
+
+/* The head of every record kept in a registry; embed it first. */
+typedef struct mmi_node {
+  struct cds_lfht_node lfht;
+  struct rcu_head rcu;
+  uint64_t key;
+} mmi_node;
+
+typedef struct mmi_registry mmi_registry;
+
+/* Read sections: every find, insert and remove, and every use of a record
+ * they return, happens between these two.  They nest, never block, and
+ * need no thread registration (liburcu-bp registers threads itself). */
+void mmi_rcu_read_lock(void);
+void mmi_rcu_read_unlock(void);
+
+/* NULL if out of memory.  Not thread-safe against use of the registry. */
+mmi_registry *mmi_registry_new(void);
+
+/*
+ * Drop every record still present, calling @drop on each (which must
+ * free it), then free the registry and wait until every record retired
+ * earlier has been freed.  Nothing else may use the registry, and the
+ * caller must not be inside a read section or an RCU callback.
+ */
+void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n));
+
+/* The record with @key, or NULL.  In a read section. */
+mmi_node *mmi_registry_find(mmi_registry *r, uint64_t key);
+
+/*
+ * Publish @n (its key set, its fields initialised) unless a record with
+ * the same key is present.  Returns @n if it was published, else the
+ * record already there (then @n was never visible to anyone and may be
+ * freed at once).  In a read section.
+ */
+mmi_node *mmi_registry_insert_unique(mmi_registry *r, mmi_node *n);
+
+/* Unlink @n; true if this call unlinked it, false if it already was.
+ * Idempotent, so any thread may help.  In a read section. */
+bool mmi_registry_remove(mmi_registry *r, mmi_node *n);
+
+/* Free @n with mmi_meta_free once every read section that might still
+ * see it has ended (call_rcu).  Call once, after it is unlinked. */
+void mmi_rcu_retire(mmi_node *n);
+
+/* The manager's own bookkeeping memory (records, the manager itself). */
+void *mmi_meta_alloc(size_t bytes);
+void mmi_meta_free(void *p);
+
+#endif /* MM_REGISTRY_H */

@@ -1,0 +1,63 @@
+/*
+ * mm_test.h -- helpers shared by the unit tests.
+ */
+#ifndef MM_TEST_H
+#define MM_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "memory_manager.h"
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+
+/* The pool rules every picture of the manager must obey, whatever
+ * happened before: the pools sum to the budget, use fits in each pool and
+ * in the budget, only one pool borrows, and borrowing is what the pool
+ * sizes say.  @storage_init and @may_borrow describe the configuration. */
+static inline void mm_test_check_stats(const mm_stats *s, size_t storage_init,
+                                       int may_borrow) {
+  size_t exec_init = s->total_bytes - storage_init;
+  assert_int_equal(s->execution_pool_bytes + s->storage_pool_bytes,
+                   s->total_bytes);
+  assert_true(s->execution_used_bytes <= s->execution_pool_bytes);
+  assert_true(s->storage_used_bytes <= s->storage_pool_bytes);
+  assert_true(s->execution_used_bytes + s->storage_used_bytes <=
+              s->total_bytes);
+  assert_false(s->execution_borrowed_bytes && s->storage_borrowed_bytes);
+  if (!may_borrow)
+    assert_int_equal(s->storage_borrowed_bytes, 0);
+  if (s->execution_borrowed_bytes)
+    assert_int_equal(s->execution_pool_bytes,
+                     exec_init + s->execution_borrowed_bytes);
+  else if (s->storage_borrowed_bytes)
+    assert_int_equal(s->storage_pool_bytes,
+                     storage_init + s->storage_borrowed_bytes);
+  else
+    assert_int_equal(s->execution_pool_bytes, exec_init);
+}
+
+static inline mm_stats mm_test_stats(const mm_t *mm) {
+  mm_stats s;
+  mm_get_stats(mm, &s);
+  return s;
+}
+
+/* A manager of @total bytes, half storage, 4 KiB pages. */
+static inline mm_t *mm_test_create(size_t total, int may_borrow) {
+  mm_config cfg = {0};
+  cfg.total_bytes = total;
+  cfg.storage_may_borrow = may_borrow;
+  mm_t *mm = NULL;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  assert_non_null(mm);
+  return mm;
+}
+
+#endif /* MM_TEST_H */
