@@ -86,7 +86,7 @@ typedef enum {
 MM_API const char *mm_strerror(mm_status st);
 
 /* Timeouts are in nanoseconds, relative to the call. */
-#define MM_NO_WAIT ((int64_t)0)       /* grant or decline at once */
+#define MM_NO_WAIT      ((int64_t)0)  /* grant or decline at once */
 #define MM_WAIT_FOREVER ((int64_t)-1) /* hold until granted */
 
 /* Eviction policies (mm_config.eviction). */
@@ -186,7 +186,7 @@ MM_API void mm_destroy(mm_t *mm);
  * record for it, kept until mm_release_all_execution(@exec_id).
  */
 MM_API mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
-                               int64_t timeout_ns);
+                                      int64_t timeout_ns);
 
 /*
  * mm_release_execution - return @bytes of @exec_id's execution memory.
@@ -244,7 +244,7 @@ MM_API size_t mm_execution_held(const mm_t *mm, uint64_t exec_id);
  * gets MM_OK, the other MM_EEXIST.
  */
 MM_API mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
-                             int64_t timeout_ns);
+                                    int64_t timeout_ns);
 
 /*
  * mm_release_storage - unregister @page_id and return its bytes.
@@ -295,27 +295,22 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  */
 typedef struct mm_stats {
   size_t total_bytes;
-  size_t execution_pool_bytes, storage_pool_bytes; /* current pool sizes;
-                                                      they always sum to
-                                                      total */
+  /* Current pool sizes; they always sum to total_bytes. */
+  size_t execution_pool_bytes, storage_pool_bytes;
   size_t execution_used_bytes, storage_used_bytes;
-  size_t execution_borrowed_bytes; /* storage capacity lent to execution
-                                      now */
-  size_t storage_borrowed_bytes;   /* execution capacity lent to storage
-                                      now */
-  size_t storage_pinned_bytes;     /* bytes of pages with at least one pin */
-  uint64_t granted;       /* acquires granted */
-  uint64_t declined;      /* acquires declined with MM_ENOMEM */
-  uint64_t held;          /* acquires that were held (ever) */
-  uint64_t held_now;      /* acquires held at this moment */
-  uint64_t timed_out;     /* held acquires that reached their deadline */
-  uint64_t cancelled;     /* held acquires cancelled */
-  uint64_t evictions;     /* pages evicted */
-  uint64_t evicted_bytes; /* bytes of the pages evicted */
-  /* Added after the first version: */
-  uint64_t storage_pages;  /* storage pages registered now */
-  uint64_t execution_ids;  /* exec ids with a record now (see
-                              mm_release_all_execution) */
+  size_t execution_borrowed_bytes; /* storage capacity lent to execution */
+  size_t storage_borrowed_bytes;   /* execution capacity lent to storage */
+  size_t storage_pinned_bytes;     /* bytes of pages with a pin */
+  uint64_t granted;                /* acquires granted */
+  uint64_t declined;               /* acquires declined with MM_ENOMEM */
+  uint64_t held;                   /* acquires that were held (ever) */
+  uint64_t held_now;               /* acquires held at this moment */
+  uint64_t timed_out;              /* held acquires that hit the deadline */
+  uint64_t cancelled;              /* held acquires cancelled */
+  uint64_t evictions;              /* pages evicted */
+  uint64_t evicted_bytes;          /* bytes of the pages evicted */
+  uint64_t storage_pages;          /* storage pages registered now */
+  uint64_t execution_ids;          /* exec ids with a record now */
 } mm_stats;
 
 /*

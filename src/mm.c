@@ -79,8 +79,7 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
   if (out->storage_protected_bytes > storage)
     return MM_EINVAL;
 
-  if (out->eviction != MM_EVICT_RANDOM &&
-      out->eviction != MM_EVICT_SAMPLED_LRU)
+  if (out->eviction != MM_EVICT_RANDOM && out->eviction != MM_EVICT_SAMPLED_LRU)
     return MM_EINVAL;
 
   if (out->seed == 0) {

@@ -14,19 +14,19 @@
 
 /* 2^62: large enough for any machine, small enough that no sum of two
  * charges overflows 64 bits. */
-#define MMI_MAX_TOTAL ((uint64_t)1 << 62)
-#define MMI_MIN_PAGE ((size_t)4096)
-#define MMI_MAX_PAGE ((size_t)1 << 30)
-#define MMI_DEFAULT_PAGE ((size_t)4096)
+#define MMI_MAX_TOTAL        ((uint64_t)1 << 62)
+#define MMI_MIN_PAGE         ((size_t)4096)
+#define MMI_MAX_PAGE         ((size_t)1 << 30)
+#define MMI_DEFAULT_PAGE     ((size_t)4096)
 #define MMI_DEFAULT_MAX_EXEC ((size_t)8 << 20)
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
 
   /* Immutable after mm_create. */
-  mm_config cfg;          /* with every default filled in */
-  mmi_registry *execs;    /* exec id -> mmi_exec (exec.c) */
-  mmi_registry *pages;    /* page id -> mmi_page (storage.c) */
+  mm_config cfg;       /* with every default filled in */
+  mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
+  mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
   mmi_counters counters;
 };

@@ -133,8 +133,7 @@ void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v) {
   v->exec_borrowed =
       v->exec_used > p->exec_init ? v->exec_used - p->exec_init : 0;
   v->storage_borrowed =
-      v->storage_used > p->storage_init ? v->storage_used - p->storage_init
-                                        : 0;
+      v->storage_used > p->storage_init ? v->storage_used - p->storage_init : 0;
   if (v->exec_borrowed)
     v->exec_pool = v->exec_used;
   else if (v->storage_borrowed)

@@ -94,8 +94,8 @@ mmi_registry *mmi_registry_new(void) {
   mmi_registry *r = mmi_meta_alloc(sizeof *r);
   if (!r)
     return NULL;
-  r->ht = cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-                       NULL);
+  r->ht =
+      cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
   if (!r->ht) {
     mmi_meta_free(r);
     return NULL;
@@ -139,8 +139,8 @@ mmi_node *mmi_registry_find(mmi_registry *r, uint64_t key) {
 
 mmi_node *mmi_registry_insert_unique(mmi_registry *r, mmi_node *n) {
   TSAN_RELEASE(n); /* publishes n's initialised fields */
-  struct cds_lfht_node *lf =
-      cds_lfht_add_unique(r->ht, hash_key(n->key), match_key, &n->key, &n->lfht);
+  struct cds_lfht_node *lf = cds_lfht_add_unique(r->ht, hash_key(n->key),
+                                                 match_key, &n->key, &n->lfht);
   mmi_node *got = caa_container_of(lf, mmi_node, lfht);
   if (got != n)
     TSAN_ACQUIRE(got);

@@ -18,7 +18,6 @@
  */
 #include "stats.h"
 
-
 static mm_atomic_u32 next_stripe;
 static _Thread_local uint32_t my_stripe_plus1; /* 0: not dealt yet */
 

@@ -28,7 +28,7 @@
  */
 #include "mm_internal.h"
 
-#define PAGE_RETIRED ((uint64_t)1 << 63)
+#define PAGE_RETIRED   ((uint64_t)1 << 63)
 #define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
 
 typedef struct mmi_page {

@@ -20,23 +20,23 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#define THREADS 16
-#define OPS 20000
-#define TOTAL (1 * MiB)
+#define THREADS      16
+#define OPS          20000
+#define TOTAL        (1 * MiB)
 #define STORAGE_INIT (512 * KiB)
 
 static mm_t *mm;
-static atomic_long shadow;      /* bytes granted and not yet released */
+static atomic_long shadow; /* bytes granted and not yet released */
 static atomic_int failures;
 static atomic_bool stop_monitor;
 static pthread_barrier_t start_line; /* all workers start together */
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      atomic_fetch_add(&failures, 1);                                         \
-    }                                                                         \
+      atomic_fetch_add(&failures, 1);                                          \
+    }                                                                          \
   } while (0)
 
 static uint64_t rng_next(uint64_t *s) { /* xorshift64* */

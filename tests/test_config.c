@@ -63,8 +63,7 @@ static void test_null_arguments(void **state) {
 static void test_total_bytes(void **state) {
   (void)state;
   mm_t *mm = NULL;
-  assert_int_equal(create_with((mm_config){.total_bytes = 0}, &mm),
-                   MM_EINVAL);
+  assert_int_equal(create_with((mm_config){.total_bytes = 0}, &mm), MM_EINVAL);
   assert_int_equal(
       create_with((mm_config){.total_bytes = ((size_t)1 << 62) + 1}, &mm),
       MM_EINVAL);
@@ -87,18 +86,17 @@ static void test_storage_fraction(void **state) {
   const double bad[] = {-0.5, 1.0, 1.5, -0.0001, NAN, INFINITY};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     mm_t *mm = NULL;
-    assert_int_equal(
-        create_with((mm_config){.total_bytes = 1 * GiB,
-                                .storage_fraction = bad[i]},
-                    &mm),
-        MM_EINVAL);
+    assert_int_equal(create_with((mm_config){.total_bytes = 1 * GiB,
+                                             .storage_fraction = bad[i]},
+                                 &mm),
+                     MM_EINVAL);
     assert_null(mm);
   }
   mm_t *mm = NULL;
-  assert_int_equal(create_with((mm_config){.total_bytes = 1 * GiB,
-                                           .storage_fraction = 0.25},
-                               &mm),
-                   MM_OK);
+  assert_int_equal(
+      create_with((mm_config){.total_bytes = 1 * GiB, .storage_fraction = 0.25},
+                  &mm),
+      MM_OK);
   mm_stats s = mm_test_stats(mm);
   assert_int_equal(s.storage_pool_bytes, 256 * MiB);
   assert_int_equal(s.execution_pool_bytes, 768 * MiB);
@@ -115,10 +113,10 @@ static void test_storage_fraction(void **state) {
   mm = NULL;
   assert_int_equal(create_with((mm_config){.total_bytes = 6000}, &mm),
                    MM_EINVAL);
-  assert_int_equal(create_with((mm_config){.total_bytes = 1 * MiB,
-                                           .storage_fraction = 0.001},
-                               &mm),
-                   MM_EINVAL);
+  assert_int_equal(
+      create_with(
+          (mm_config){.total_bytes = 1 * MiB, .storage_fraction = 0.001}, &mm),
+      MM_EINVAL);
   assert_null(mm);
 }
 
@@ -127,10 +125,10 @@ static void test_page_size(void **state) {
   const size_t bad[] = {3000, 2048, 4097, (size_t)1 << 31, 1};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     mm_t *mm = NULL;
-    assert_int_equal(create_with((mm_config){.total_bytes = 64 * GiB,
-                                             .page_size = bad[i]},
-                                 &mm),
-                     MM_EINVAL);
+    assert_int_equal(
+        create_with((mm_config){.total_bytes = 64 * GiB, .page_size = bad[i]},
+                    &mm),
+        MM_EINVAL);
     assert_null(mm);
   }
   mm_t *mm = NULL;
@@ -200,9 +198,12 @@ static void test_strerror(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_defaults),        cmocka_unit_test(test_null_arguments),
-      cmocka_unit_test(test_total_bytes),     cmocka_unit_test(test_storage_fraction),
-      cmocka_unit_test(test_page_size),       cmocka_unit_test(test_other_fields),
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_null_arguments),
+      cmocka_unit_test(test_total_bytes),
+      cmocka_unit_test(test_storage_fraction),
+      cmocka_unit_test(test_page_size),
+      cmocka_unit_test(test_other_fields),
       cmocka_unit_test(test_strerror),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#define TOTAL (64 * MiB)
+#define TOTAL        (64 * MiB)
 #define STORAGE_INIT (32 * MiB)
 
 static mm_t *mm;
@@ -113,9 +113,8 @@ static void test_borrow_and_repay(void **state) {
   assert_int_equal(s.storage_pool_bytes, STORAGE_INIT - 3 * MiB);
 
   /* Storage now has only what was not lent. */
-  assert_int_equal(mm_acquire_storage(mm, 1, STORAGE_INIT - 3 * MiB,
-                                      MM_NO_WAIT),
-                   MM_OK);
+  assert_int_equal(
+      mm_acquire_storage(mm, 1, STORAGE_INIT - 3 * MiB, MM_NO_WAIT), MM_OK);
   assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
   assert_int_equal(mm_acquire_execution(mm, 100, 1, MM_NO_WAIT), MM_ENOMEM);
   s = checked();

@@ -19,14 +19,14 @@
 static _Thread_local int watching;
 static _Thread_local long locks_taken;
 
-#define INTERPOSE(ret, name, params, args)                                    \
-  ret name params {                                                           \
-    static ret(*real) params;                                                 \
-    if (!real)                                                                \
-      real = (ret(*) params)dlsym(RTLD_NEXT, #name);                          \
-    if (watching)                                                             \
-      locks_taken++;                                                          \
-    return real args;                                                         \
+#define INTERPOSE(ret, name, params, args)                                     \
+  ret name params {                                                            \
+    static ret(*real) params;                                                  \
+    if (!real)                                                                 \
+      real = (ret(*) params)dlsym(RTLD_NEXT, #name);                           \
+    if (watching)                                                              \
+      locks_taken++;                                                           \
+    return real args;                                                          \
   }
 
 INTERPOSE(int, pthread_mutex_lock, (pthread_mutex_t * m), (m))

@@ -4,7 +4,7 @@
  */
 #include "mm_test.h"
 
-#define TOTAL (16 * MiB)
+#define TOTAL        (16 * MiB)
 #define STORAGE_INIT (8 * MiB)
 
 static mm_t *mm;

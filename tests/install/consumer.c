@@ -11,12 +11,12 @@
 
 static int failures;
 
-#define EXPECT(cond)                                                          \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "consumer.c:%d: expected %s\n", __LINE__, #cond);       \
-      failures++;                                                             \
-    }                                                                         \
+#define EXPECT(cond)                                                           \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "consumer.c:%d: expected %s\n", __LINE__, #cond);        \
+      failures++;                                                              \
+    }                                                                          \
   } while (0)
 
 int main(void) {
