@@ -23,7 +23,11 @@
  * Thread-safety: every function may be called from any thread at any time
  * between mm_create() and mm_destroy(), with no registration and no
  * external locking, except where its comment says otherwise.  The
- * acquire, release, pin and unpin calls take no mutex (docs/DESIGN.md).
+ * acquire, release, pin and unpin calls take no lock of the manager's and
+ * never wait for another thread unless asked to wait for memory.  (Under
+ * them: a thread's first call registers it with liburcu, and the first
+ * deferred free starts liburcu's worker, each once and under liburcu's
+ * mutex; records come from malloc.  docs/DESIGN.md, "no lock".)
  *
  * Errors: every call that takes caller input checks it and answers a bad
  * argument with a status (never abort() or assert()); a call that returns
@@ -134,6 +138,9 @@ typedef struct mm_config {
                                      from the clock */
   mm_evict_fn on_evict;           /* may be NULL */
   void *evict_ctx;                /* passed to on_evict */
+  int64_t overtake_limit_ns;      /* how long a held request may be passed
+                                     over by younger, smaller ones that
+                                     fit; 0 means 10 ms; negative: EINVAL */
 } mm_config;
 
 /*
@@ -155,15 +162,41 @@ MM_API mm_status mm_create(const mm_config *cfg, mm_t **out);
 /*
  * mm_destroy - free the manager and everything it owns.
  *
- * Held requests are cancelled; pages and exec ids still charged are
- * dropped without callbacks.  @mm may be NULL (nothing happens).
+ * Every held request is cancelled exactly once: blocking callers return
+ * MM_ECANCELED, asynchronous callbacks are called with MM_ECANCELED on the
+ * service thread, and mm_destroy returns only after every callback has
+ * returned and every blocked caller has left the manager.  Pages and exec
+ * ids still charged are dropped without callbacks.  @mm may be NULL
+ * (nothing happens).
  *
- * The caller must make sure no other call on @mm is running or will start:
- * mm_destroy is the one call that is not thread-safe against the others.
- * It waits for the manager's deferred frees to finish, so it must not be
- * called from an eviction or grant callback.
+ * The caller must make sure no other call on @mm is running or will start,
+ * except callers blocked in a held acquire and calls made by callbacks
+ * (those made while it runs are answered MM_ECANCELED or find nothing to
+ * do).  It waits for the service thread and for liburcu's deferred frees
+ * (rcu_barrier: those of the whole process), so it must not be called from
+ * an eviction or grant callback, nor inside a liburcu-bp read section.
  */
 MM_API void mm_destroy(mm_t *mm);
+
+/*
+ * Held requests.
+ *
+ * A request that does not fit now, made with a timeout other than
+ * MM_NO_WAIT, is *held* until it can be granted in full.  While a pool
+ * has held requests, a new request of that pool that may wait queues
+ * behind them (arrival order); a new MM_NO_WAIT request lets the held ones
+ * take what is free first and is then granted only if it fits and no
+ * held request of its pool is starved (below).  Any release, of either
+ * pool, hands freed memory to held requests before new arrivals can take
+ * it.  A held request that does not fit may be passed over by younger,
+ * smaller ones that do, but only for mm_config.overtake_limit_ns (10 ms by
+ * default) from its arrival; after that it is *starved*, and nothing
+ * younger in its pool is granted until it is.
+ *
+ * A blocking caller sleeps on a futex of its own (no shared lock) and
+ * returns MM_OK when granted, MM_ETIMEDOUT once @timeout_ns has passed
+ * with nothing granted, or MM_ECANCELED if the manager is destroyed.
+ */
 
 /*
  * mm_acquire_execution - charge @bytes of execution memory to @exec_id.
@@ -172,18 +205,22 @@ MM_API void mm_destroy(mm_t *mm);
  * execution capacity plus the free storage capacity: execution borrows
  * free storage capacity, and the pool boundary moves until it is repaid.
  *
- * @timeout_ns: MM_NO_WAIT, a positive number of nanoseconds, or
- *              MM_WAIT_FOREVER.  Held requests arrive with the
- *              held-requests work; until then a request that does not fit
- *              is declined at once whatever the timeout.
+ * @timeout_ns: MM_NO_WAIT (grant or decline now), a positive number of
+ *              nanoseconds, or MM_WAIT_FOREVER: how long the request may be
+ *              held (see "Held requests" above).
  *
  * Returns MM_OK (charged), or
- *   MM_EINVAL  @mm is NULL, @bytes is 0 or more than
- *              max_execution_request, or @timeout_ns is below -1;
- *   MM_ENOMEM  it does not fit now, or bookkeeping for a new exec id could
- *              not be allocated.
- * Thread-safe, lock-free.  The first acquire of an exec id creates a small
- * record for it, kept until mm_release_all_execution(@exec_id).
+ *   MM_EINVAL     @mm is NULL, @bytes is 0 or more than
+ *                 max_execution_request, or @timeout_ns is below -1;
+ *   MM_ENOMEM     MM_NO_WAIT and it does not fit now, or bookkeeping could
+ *                 not be allocated;
+ *   MM_ETIMEDOUT  held until @timeout_ns passed; nothing charged;
+ *   MM_ECANCELED  held, and the manager was destroyed.
+ * Thread-safe.  Lock-free when it does not wait.  The first acquire of an
+ * exec id creates a small record for it, kept until
+ * mm_release_all_execution(@exec_id).  Must not be called with a timeout
+ * from a grant callback for a request that only a later callback would
+ * make room for (callbacks run one at a time).
  */
 MM_API mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
                                       int64_t timeout_ns);
@@ -231,20 +268,84 @@ MM_API size_t mm_execution_held(const mm_t *mm, uint64_t exec_id);
  * execution memory in use; with storage_may_borrow it may take free
  * execution capacity, repaid when it releases.
  *
- * @timeout_ns: as for mm_acquire_execution.
+ * @timeout_ns: as for mm_acquire_execution.  While the request is held
+ * its page id is reserved: other acquires of it get MM_EEXIST, pins and
+ * releases MM_ENOENT.
  *
  * Returns MM_OK (registered and charged), or
- *   MM_EINVAL  @mm is NULL, @bytes is 0, @timeout_ns is below -1, or the
- *              rounded size is more than the storage pool could ever hold
- *              (its initial size, or total_bytes with storage_may_borrow);
- *   MM_EEXIST  @page_id is already registered;
- *   MM_ENOMEM  it does not fit now, or the page record could not be
- *              allocated.
- * Thread-safe, lock-free.  Two racing acquires of one new id: exactly one
- * gets MM_OK, the other MM_EEXIST.
+ *   MM_EINVAL     @mm is NULL, @bytes is 0, @timeout_ns is below -1, or
+ *                 the rounded size is more than the storage pool could
+ *                 ever hold (its initial size, or total_bytes with
+ *                 storage_may_borrow);
+ *   MM_EEXIST     @page_id is already registered (or reserved);
+ *   MM_ENOMEM     MM_NO_WAIT and it does not fit now, or the page record
+ *                 could not be allocated;
+ *   MM_ETIMEDOUT  held until @timeout_ns passed; nothing registered;
+ *   MM_ECANCELED  held, and the manager was destroyed.
+ * Thread-safe; lock-free when it does not wait.  Of racing acquires of
+ * one new id at most one registers it (or is held); each other one gets
+ * MM_EEXIST, or MM_ENOMEM if its charge was declined before it saw the
+ * winner.
  */
 MM_API mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
                                     int64_t timeout_ns);
+
+/*
+ * mm_grant_fn - the outcome of an asynchronous request held by
+ * mm_acquire_async: MM_OK (granted in full: the bytes are charged, or the
+ * page registered, before the call), MM_ETIMEDOUT or MM_ECANCELED
+ * (nothing charged).  Called exactly once per held request.
+ *
+ * Callbacks run on the manager's own service thread, one at a time, in
+ * the order their outcomes were decided; never on the thread that called
+ * mm_acquire_async, and never while the manager holds anything a callback
+ * could need.  A callback may call any function of the manager (release,
+ * acquire, cancel, stats ...) except mm_destroy; it should not block for
+ * long, since it delays the callbacks and asynchronous deadlines behind
+ * it.
+ */
+typedef void (*mm_grant_fn)(void *ctx, mm_status outcome);
+
+/*
+ * mm_acquire_async - an acquire that never blocks: granted now, declined
+ * now, or held with the outcome reported to @cb.
+ *
+ * @pool, @id, @bytes, @timeout_ns: as for mm_acquire_execution (@id an exec
+ *     id) or mm_acquire_storage (@id a page id).  A held request's
+ *     deadline is kept by the service thread even if nothing is ever
+ *     released again.
+ * @cb, @ctx: the callback and its argument (@cb must not be NULL).
+ * @ticket: if not NULL, receives a ticket for mm_cancel while the request
+ *     is held, and 0 otherwise.
+ *
+ * Returns
+ *   MM_OK           granted at once; @cb is never called;
+ *   MM_EINPROGRESS  held; @cb will be called exactly once;
+ *   MM_EINVAL       @mm or @cb is NULL, @pool is not a pool, or as for the
+ *                   blocking call; @cb is never called;
+ *   MM_ENOMEM       MM_NO_WAIT and it does not fit, or bookkeeping could
+ *                   not be allocated; @cb is never called;
+ *   MM_EEXIST       (storage) the page id is taken; @cb is never called;
+ *   MM_ECANCELED    the manager is being destroyed (from a callback during
+ *                   mm_destroy); @cb is never called.
+ * Thread-safe; never blocks.
+ */
+MM_API mm_status mm_acquire_async(mm_t *mm, mm_pool pool, uint64_t id,
+                                  size_t bytes, int64_t timeout_ns,
+                                  mm_grant_fn cb, void *ctx, uint64_t *ticket);
+
+/*
+ * mm_cancel - end a held asynchronous request now.
+ *
+ * Returns MM_OK (its callback will be called with MM_ECANCELED, and
+ * nothing was charged), or
+ *   MM_EINVAL  @mm is NULL;
+ *   MM_ENOENT  no such ticket, or its request already ended (granted,
+ *              timed out or cancelled): a cancel racing with a grant has
+ *              exactly one winner, and the callback tells which.
+ * Thread-safe, lock-free; may be called from a callback.
+ */
+MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
 
 /*
  * mm_release_storage - unregister @page_id and return its bytes.

@@ -25,6 +25,9 @@
  *                 and no later add can land on this record), unlink the
  *                 record, retire it through RCU, uncharge the pool.
  *
+ * The grant of a held request (held.c) cannot fail: its waiter carries a
+ * spare record, allocated when it was held, for the attribution to use.
+ *
  * An acquire that meets a retired record helps unlink it and inserts a
  * fresh one, so a racing release_all either takes its bytes (it added
  * before the swap) or does not see them (they land on the new record);
@@ -57,15 +60,24 @@ static void exec_unlink(mm_t *mm, mmi_exec *e) {
   }
 }
 
-/* Add @bytes, already charged to the pool, to @exec_id's record.  In a
- * read section.  MM_ENOMEM only if a new record cannot be allocated. */
-static mm_status exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes) {
+struct mmi_exec *mmi_exec_spare_new(void) {
+  return mmi_meta_alloc(sizeof(mmi_exec));
+}
+
+void mmi_exec_spare_free(struct mmi_exec *e) { mmi_meta_free(e); }
+
+mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                             struct mmi_exec **spare) {
   for (;;) {
     mmi_exec *e = exec_find(mm, exec_id);
     if (!e) {
-      mmi_exec *fresh = mmi_meta_alloc(sizeof *fresh);
-      if (!fresh)
+      mmi_exec *fresh = NULL;
+      if (spare && *spare) {
+        fresh = *spare;
+        *spare = NULL;
+      } else if (!(fresh = mmi_meta_alloc(sizeof *fresh))) {
         return MM_ENOMEM;
+      }
       fresh->node.key = exec_id;
       mm_store_relaxed_u64(&fresh->held, bytes);
       mmi_node *got = mmi_registry_insert_unique(mm->execs, &fresh->node);
@@ -73,7 +85,11 @@ static mm_status exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes) {
         mmi_count_add(&mm->counters, MMI_EXEC_IDS, 1);
         return MM_OK;
       }
-      mmi_meta_free(fresh); /* never published */
+      /* Never published: keep it as the spare, or free it. */
+      if (spare)
+        *spare = fresh;
+      else
+        mmi_meta_free(fresh);
       e = caa_container_of(got, mmi_exec, node);
     }
     uint64_t h = mm_load_relaxed_u64(&e->held);
@@ -84,28 +100,6 @@ static mm_status exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes) {
     }
     exec_unlink(mm, e); /* being dropped: help, then start again */
   }
-}
-
-mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
-                               int64_t timeout_ns) {
-  if (!mm || bytes == 0 || bytes > mm->cfg.max_execution_request ||
-      !mmi_timeout_valid(timeout_ns))
-    return MM_EINVAL;
-
-  if (!mmi_pool_charge_execution(&mm->pool, bytes)) {
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
-    return MM_ENOMEM;
-  }
-  mmi_rcu_read_lock();
-  mm_status st = exec_attribute(mm, exec_id, bytes);
-  mmi_rcu_read_unlock();
-  if (st != MM_OK) {
-    mmi_pool_uncharge_execution(&mm->pool, bytes);
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
-    return st;
-  }
-  mmi_count_add(&mm->counters, MMI_GRANTED, 1);
-  return MM_OK;
 }
 
 mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
@@ -127,8 +121,10 @@ mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
     }
   }
   mmi_rcu_read_unlock();
-  if (st == MM_OK)
+  if (st == MM_OK) {
     mmi_pool_uncharge_execution(&mm->pool, bytes);
+    mmi_held_after_release(mm);
+  }
   return st;
 }
 
@@ -148,8 +144,10 @@ size_t mm_release_all_execution(mm_t *mm, uint64_t exec_id) {
     exec_unlink(mm, e);
   }
   mmi_rcu_read_unlock();
-  if (h)
+  if (h) {
     mmi_pool_uncharge_execution(&mm->pool, h);
+    mmi_held_after_release(mm);
+  }
   return h;
 }
 

@@ -57,7 +57,7 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
   if (out->page_size == 0)
     out->page_size = MMI_DEFAULT_PAGE;
   if (!is_pow2(out->page_size) || out->page_size < MMI_MIN_PAGE ||
-      out->page_size > MMI_MAX_PAGE)
+      out->page_size > MMI_MAX_PAGE || out->total_bytes / 2 < out->page_size)
     return MM_EINVAL;
 
   /* Storage starts at total * fraction, in whole pages; execution gets
@@ -81,6 +81,11 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
 
   if (out->eviction != MM_EVICT_RANDOM && out->eviction != MM_EVICT_SAMPLED_LRU)
     return MM_EINVAL;
+
+  if (out->overtake_limit_ns < 0)
+    return MM_EINVAL;
+  if (out->overtake_limit_ns == 0)
+    out->overtake_limit_ns = MMI_DEFAULT_OVERTAKE_NS;
 
   if (out->seed == 0) {
     struct timespec ts;
@@ -112,7 +117,7 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   mmi_counters_init(&mm->counters);
   mm->execs = mmi_registry_new();
   mm->pages = mmi_registry_new();
-  if (!mm->execs || !mm->pages) {
+  if (!mm->execs || !mm->pages || mmi_held_init(mm) != MM_OK) {
     if (mm->execs)
       mmi_registry_destroy(mm->execs, mmi_exec_drop);
     if (mm->pages)
@@ -127,9 +132,19 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
 void mm_destroy(mm_t *mm) {
   if (!mm)
     return;
+  mmi_held_shutdown(mm);
   mmi_registry_destroy(mm->pages, mmi_page_drop);
   mmi_registry_destroy(mm->execs, mmi_exec_drop);
   mmi_meta_free(mm);
+  mmi_rcu_barrier(); /* records retired earlier are freed before we return */
+}
+
+/* A counter that goes up and down: while threads are counting, its
+ * decrement may be summed before its increment, so a sum below zero is
+ * read as zero. */
+static uint64_t gauge(const mmi_counters *cs, mmi_counter c) {
+  int64_t v = (int64_t)mmi_count_sum(cs, c);
+  return v < 0 ? 0 : (uint64_t)v;
 }
 
 void mm_get_stats(const mm_t *mm, mm_stats *out) {
@@ -152,15 +167,15 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->storage_borrowed_bytes = v.storage_borrowed;
 
   const mmi_counters *cs = &mm->counters;
-  out->storage_pinned_bytes = mmi_count_sum(cs, MMI_PINNED_BYTES);
+  out->storage_pinned_bytes = gauge(cs, MMI_PINNED_BYTES);
   out->granted = mmi_count_sum(cs, MMI_GRANTED);
   out->declined = mmi_count_sum(cs, MMI_DECLINED);
   out->held = mmi_count_sum(cs, MMI_HELD);
-  out->held_now = mmi_count_sum(cs, MMI_HELD_NOW);
+  out->held_now = gauge(cs, MMI_HELD_NOW);
   out->timed_out = mmi_count_sum(cs, MMI_TIMED_OUT);
   out->cancelled = mmi_count_sum(cs, MMI_CANCELLED);
   out->evictions = mmi_count_sum(cs, MMI_EVICTIONS);
   out->evicted_bytes = mmi_count_sum(cs, MMI_EVICTED_BYTES);
-  out->storage_pages = mmi_count_sum(cs, MMI_STORAGE_PAGES);
-  out->execution_ids = mmi_count_sum(cs, MMI_EXEC_IDS);
+  out->storage_pages = gauge(cs, MMI_STORAGE_PAGES);
+  out->execution_ids = gauge(cs, MMI_EXEC_IDS);
 }

@@ -8,17 +8,19 @@
 
 #include "memory_manager.h"
 
+#include "held.h"
 #include "pool.h"
 #include "registry.h"
 #include "stats.h"
 
 /* 2^62: large enough for any machine, small enough that no sum of two
  * charges overflows 64 bits. */
-#define MMI_MAX_TOTAL        ((uint64_t)1 << 62)
-#define MMI_MIN_PAGE         ((size_t)4096)
-#define MMI_MAX_PAGE         ((size_t)1 << 30)
-#define MMI_DEFAULT_PAGE     ((size_t)4096)
-#define MMI_DEFAULT_MAX_EXEC ((size_t)8 << 20)
+#define MMI_MAX_TOTAL           ((uint64_t)1 << 62)
+#define MMI_MIN_PAGE            ((size_t)4096)
+#define MMI_MAX_PAGE            ((size_t)1 << 30)
+#define MMI_DEFAULT_PAGE        ((size_t)4096)
+#define MMI_DEFAULT_MAX_EXEC    ((size_t)8 << 20)
+#define MMI_DEFAULT_OVERTAKE_NS ((int64_t)10 * 1000 * 1000)
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
@@ -28,6 +30,7 @@ struct mm {
   mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
   mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
+  mmi_held held; /* requests waiting for memory (held.c) */
   mmi_counters counters;
 };
 
@@ -36,8 +39,36 @@ static inline bool mmi_timeout_valid(int64_t timeout_ns) {
   return timeout_ns >= MM_WAIT_FOREVER;
 }
 
-/* Teardown of each subsystem's records, for mm_destroy. */
+/* ---- exec.c: execution records ---- */
+struct mmi_exec;
+/* Add @bytes, already charged to the pool, to @exec_id's record.  In a
+ * read section.  If a new record is needed it comes from *@spare when
+ * that is set (then this cannot fail), else from the allocator
+ * (MM_ENOMEM if that fails). */
+mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                             struct mmi_exec **spare);
+struct mmi_exec *mmi_exec_spare_new(void);
+void mmi_exec_spare_free(struct mmi_exec *e);
 void mmi_exec_drop(mmi_node *n);
+
+/* ---- storage.c: page records ---- */
+struct mmi_page;
+/* @bytes rounded up to whole pages, or 0 if that overflows. */
+uint64_t mmi_page_round(const mm_t *mm, size_t bytes);
+/* Is @page_id registered (live or reserved by a held request)?  In a read
+ * section. */
+bool mmi_page_exists(mm_t *mm, uint64_t page_id);
+/* A private record, unpinned; NULL if out of memory. */
+struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes);
+void mmi_page_free_unpublished(struct mmi_page *pg);
+/* Publish a live page, or (@pending) reserve its id for a held request:
+ * pins and releases see no such page, acquires see MM_EEXIST.  MM_EEXIST
+ * if the id is taken.  In a read section. */
+mm_status mmi_page_publish(mm_t *mm, struct mmi_page *pg, bool pending);
+/* A held request's reserved page: granted (now live), or abandoned
+ * (unlinked and freed through RCU).  In a read section. */
+void mmi_page_activate(mm_t *mm, struct mmi_page *pg);
+void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
 void mmi_page_drop(mmi_node *n);
 
 #endif /* MM_INTERNAL_H */

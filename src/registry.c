@@ -36,23 +36,13 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define MM_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MM_TSAN 1
-#endif
-#endif
+#include "tsan.h"
 
-#ifdef MM_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
+#define TSAN_ACQUIRE(p) MMI_TSAN_ACQUIRE(p)
+#define TSAN_RELEASE(p) MMI_TSAN_RELEASE(p)
+
+#ifdef MMI_TSAN
 static char grace_token;
-#define TSAN_ACQUIRE(p) __tsan_acquire((void *)(p))
-#define TSAN_RELEASE(p) __tsan_release((void *)(p))
-#else
-#define TSAN_ACQUIRE(p) ((void)0)
-#define TSAN_RELEASE(p) ((void)0)
 #endif
 
 struct mmi_registry {
@@ -106,25 +96,38 @@ mmi_registry *mmi_registry_new(void) {
 void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n)) {
   struct cds_lfht_iter it;
   struct cds_lfht_node *lf;
+  mmi_node *unlinked = NULL;
 
+  /* Unlink every record, chaining them through their (still unused)
+   * rcu_head.  They cannot be dropped yet: liburcu's resize worker may
+   * still be walking the buckets. */
   mmi_rcu_read_lock();
   cds_lfht_first(r->ht, &it);
   while ((lf = cds_lfht_iter_get_node(&it)) != NULL) {
-    cds_lfht_next(r->ht, &it); /* step off the record before dropping it */
-    (void)cds_lfht_del(r->ht, lf);
-    mmi_node *n = caa_container_of(lf, mmi_node, lfht);
-    TSAN_ACQUIRE(n);
-    drop(n); /* no other thread can reach the registry any more */
+    cds_lfht_next(r->ht, &it); /* step off the record before unlinking it */
+    if (cds_lfht_del(r->ht, lf) == 0) {
+      mmi_node *n = caa_container_of(lf, mmi_node, lfht);
+      TSAN_ACQUIRE(n);
+      n->rcu.next.next = (struct cds_wfcq_node *)unlinked;
+      unlinked = n;
+    }
   }
   mmi_rcu_read_unlock();
 
+  /* Waits for any resize in flight; then nothing reads the records. */
   int rc = cds_lfht_destroy(r->ht, NULL);
   assert(rc == 0);
   (void)rc;
   mmi_meta_free(r);
-  /* Records retired earlier may still wait for their grace period. */
-  urcu_bp_barrier();
+  while (unlinked) {
+    mmi_node *n = unlinked;
+    unlinked = (mmi_node *)n->rcu.next.next;
+    if (drop)
+      drop(n);
+  }
 }
+
+void mmi_rcu_barrier(void) { urcu_bp_barrier(); }
 
 mmi_node *mmi_registry_find(mmi_registry *r, uint64_t key) {
   struct cds_lfht_iter it;
@@ -151,10 +154,18 @@ bool mmi_registry_remove(mmi_registry *r, mmi_node *n) {
   return cds_lfht_del(r->ht, &n->lfht) == 0;
 }
 
-static void retire_cb(struct rcu_head *head) {
-  mmi_node *n = caa_container_of(head, mmi_node, rcu);
-  TSAN_ACQUIRE(&grace_token); /* every read section that saw n has ended */
-  mmi_meta_free(n);
+void mmi_rcu_grace_acquire(void) {
+  TSAN_ACQUIRE(&grace_token); /* every read section before the defer ended */
 }
 
-void mmi_rcu_retire(mmi_node *n) { urcu_bp_call_rcu(&n->rcu, retire_cb); }
+void mmi_rcu_defer(struct rcu_head *head, void (*fn)(struct rcu_head *)) {
+  TSAN_RELEASE(&grace_token); /* what this thread did before the defer */
+  urcu_bp_call_rcu(head, fn);
+}
+
+static void retire_cb(struct rcu_head *head) {
+  mmi_rcu_grace_acquire();
+  mmi_meta_free(caa_container_of(head, mmi_node, rcu));
+}
+
+void mmi_rcu_retire(mmi_node *n) { mmi_rcu_defer(&n->rcu, retire_cb); }

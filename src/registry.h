@@ -37,12 +37,16 @@ void mmi_rcu_read_unlock(void);
 mmi_registry *mmi_registry_new(void);
 
 /*
- * Drop every record still present, calling @drop on each (which must
- * free it), then free the registry and wait until every record retired
- * earlier has been freed.  Nothing else may use the registry, and the
- * caller must not be inside a read section or an RCU callback.
+ * Drop every record still present, calling @drop on each (which must free
+ * it; NULL when the caller knows the registry is empty), then free the
+ * registry.  Nothing else may use the registry.  Records retired earlier
+ * may still wait for their grace period: see mmi_rcu_barrier.
  */
 void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n));
+
+/* Wait until every deferred free of the process has run (rcu_barrier).
+ * Not in a read section, not from an RCU callback. */
+void mmi_rcu_barrier(void);
 
 /* The record with @key, or NULL.  In a read section. */
 mmi_node *mmi_registry_find(mmi_registry *r, uint64_t key);
@@ -62,6 +66,11 @@ bool mmi_registry_remove(mmi_registry *r, mmi_node *n);
 /* Free @n with mmi_meta_free once every read section that might still
  * see it has ended (call_rcu).  Call once, after it is unlinked. */
 void mmi_rcu_retire(mmi_node *n);
+
+/* Run @fn(@head) once every read section that began before this call has
+ * ended (call_rcu).  @fn must call mmi_rcu_grace_acquire() first. */
+void mmi_rcu_defer(struct rcu_head *head, void (*fn)(struct rcu_head *));
+void mmi_rcu_grace_acquire(void);
 
 /* The manager's own bookkeeping memory (records, the manager itself). */
 void *mmi_meta_alloc(size_t bytes);

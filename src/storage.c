@@ -1,5 +1,5 @@
 /*
- * storage.c -- storage pages: registration, pinning, release.
+ * storage.c -- storage pages: records, pinning, release.
  *
  * Each registered page has a record in mm->pages:
  *
@@ -15,20 +15,26 @@
  *   live, pins n  live, pins n-1   mm_unpin_storage (n > 0)
  *   live, pins 0  RETIRED          mm_release_storage (commit point)
  *
- * A RETIRED record is as good as gone: pins and releases answer
- * MM_ENOENT, and whoever meets it in the registry helps unlink it.  Only
- * the release that retired it uncharges the pool and hands it to RCU.
+ *   PENDING       live, pins 0    the grant of a held request (held.c)
+ *   PENDING       RETIRED         its deadline or cancel (held.c)
  *
- * Registering a page: look for the id first (the common MM_EEXIST answer
- * costs no charge), charge the pool, then publish the record with an
- * insert that refuses duplicates.  If a racing acquire of the same id
- * published first, this one gives its charge back and answers MM_EEXIST:
- * the pool briefly counted bytes that were never granted, which can only
- * make another request wait or decline, never over-commit.
+ * A PENDING record reserves the id of a held storage request: acquires of
+ * the id answer MM_EEXIST, pins and releases MM_ENOENT.  A RETIRED record
+ * is as good as gone: pins and releases answer MM_ENOENT, and whoever
+ * meets it in the registry helps unlink it; the one whose unlink succeeds
+ * hands it to RCU.  Only the release that retired it uncharges the pool.
+ *
+ * Registering a page (acquire.c): look for the id first (the common
+ * MM_EEXIST answer costs no charge), charge the pool, then publish the
+ * record with an insert that refuses duplicates.  If a racing acquire of
+ * the same id published first, this one gives its charge back and answers
+ * MM_EEXIST: the pool briefly counted bytes that were never granted,
+ * which can only make another request wait or decline, never over-commit.
  */
 #include "mm_internal.h"
 
 #define PAGE_RETIRED   ((uint64_t)1 << 63)
+#define PAGE_PENDING   ((uint64_t)1 << 62)
 #define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
 
 typedef struct mmi_page {
@@ -38,84 +44,89 @@ typedef struct mmi_page {
   mm_atomic_u64 state;
 } mmi_page;
 
-/* Unlink a retired record; the release that retired it frees it. */
-static void page_help_unlink(mm_t *mm, mmi_page *pg) {
-  (void)mmi_registry_remove(mm->pages, &pg->node);
+/* Unlink a retired record.  Everyone who meets a retired record calls
+ * this; exactly one call unlinks it, and that call retires it through RCU
+ * (readers may still hold it).  In a read section. */
+static void page_unlink(mm_t *mm, mmi_page *pg) {
+  if (mmi_registry_remove(mm->pages, &pg->node))
+    mmi_rcu_retire(&pg->node);
 }
 
-/* The live record for @page_id, or NULL.  In a read section. */
-static mmi_page *page_find_live(mm_t *mm, uint64_t page_id) {
+/* The record for @page_id if it is not retired (it may be pending), or
+ * NULL.  In a read section. */
+static mmi_page *page_find(mm_t *mm, uint64_t page_id) {
   mmi_node *n = mmi_registry_find(mm->pages, page_id);
   if (!n)
     return NULL;
   mmi_page *pg = caa_container_of(n, mmi_page, node);
   if (mm_load_relaxed_u64(&pg->state) & PAGE_RETIRED) {
-    page_help_unlink(mm, pg);
+    page_unlink(mm, pg);
     return NULL;
   }
   return pg;
 }
 
-/* @bytes rounded up to whole pages, or 0 if that overflows. */
-static uint64_t page_round(const mm_t *mm, size_t bytes) {
+/* The live record for @page_id, or NULL: pending pages are not pinned,
+ * unpinned or released.  In a read section. */
+static mmi_page *page_find_live(mm_t *mm, uint64_t page_id) {
+  mmi_page *pg = page_find(mm, page_id);
+  /* acquire: pairs with mmi_page_activate's release */
+  if (pg && (mm_load_acquire_u64(&pg->state) & PAGE_PENDING))
+    return NULL;
+  return pg;
+}
+
+bool mmi_page_exists(mm_t *mm, uint64_t page_id) {
+  return page_find(mm, page_id) != NULL;
+}
+
+uint64_t mmi_page_round(const mm_t *mm, size_t bytes) {
   uint64_t mask = mm->cfg.page_size - 1;
   if (bytes > UINT64_MAX - mask)
     return 0;
   return ((uint64_t)bytes + mask) & ~mask;
 }
 
-mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
-                             int64_t timeout_ns) {
-  if (!mm || bytes == 0 || !mmi_timeout_valid(timeout_ns))
-    return MM_EINVAL;
-  uint64_t rounded = page_round(mm, bytes);
-  if (rounded == 0 || rounded > mmi_pool_storage_max(&mm->pool))
-    return MM_EINVAL;
-
-  mm_status st;
-  mmi_rcu_read_lock();
-  if (page_find_live(mm, page_id)) {
-    st = MM_EEXIST;
-    goto out;
-  }
+struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
   mmi_page *pg = mmi_meta_alloc(sizeof *pg);
-  if (!pg) {
-    st = MM_ENOMEM;
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
-    goto out;
-  }
+  if (!pg)
+    return NULL;
   pg->node.key = page_id;
-  pg->bytes = rounded;
+  pg->bytes = bytes;
   pg->data = NULL;
   mm_store_relaxed_u64(&pg->state, 0); /* born unpinned */
+  return pg;
+}
 
-  if (!mmi_pool_charge_storage(&mm->pool, rounded)) {
-    mmi_meta_free(pg);
-    st = MM_ENOMEM;
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
-    goto out;
-  }
+void mmi_page_free_unpublished(struct mmi_page *pg) { mmi_meta_free(pg); }
+
+mm_status mmi_page_publish(mm_t *mm, struct mmi_page *pg, bool pending) {
+  if (pending)
+    mm_store_relaxed_u64(&pg->state, PAGE_PENDING);
   for (;;) {
     mmi_node *got = mmi_registry_insert_unique(mm->pages, &pg->node);
-    if (got == &pg->node) {
-      st = MM_OK;
-      mmi_count_add(&mm->counters, MMI_GRANTED, 1);
-      mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
+    if (got == &pg->node)
       break;
-    }
     mmi_page *other = caa_container_of(got, mmi_page, node);
-    if (mm_load_relaxed_u64(&other->state) & PAGE_RETIRED) {
-      page_help_unlink(mm, other); /* a dying record: clear it, retry */
-      continue;
-    }
-    mmi_pool_uncharge_storage(&mm->pool, rounded);
-    mmi_meta_free(pg); /* never published */
-    st = MM_EEXIST;
-    break;
+    if (!(mm_load_relaxed_u64(&other->state) & PAGE_RETIRED))
+      return MM_EEXIST;
+    page_unlink(mm, other); /* a dying record: clear it, retry */
   }
-out:
-  mmi_rcu_read_unlock();
-  return st;
+  if (!pending)
+    mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
+  return MM_OK;
+}
+
+void mmi_page_activate(mm_t *mm, struct mmi_page *pg) {
+  /* release: whoever finds the page live finds it complete.  Only the
+   * grant of its held request writes a pending page's state. */
+  mm_store_release_u64(&pg->state, 0);
+  mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
+}
+
+void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
+  mm_store_release_u64(&pg->state, PAGE_RETIRED);
+  page_unlink(mm, pg);
 }
 
 mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
@@ -144,13 +155,14 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
       }
     }
     if (st == MM_OK) {
-      page_help_unlink(mm, pg);
       mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
       mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
-      mmi_rcu_retire(&pg->node); /* readers may still hold it: call_rcu */
+      page_unlink(mm, pg); /* pg stays readable to the end of the section */
     }
   }
   mmi_rcu_read_unlock();
+  if (st == MM_OK)
+    mmi_held_after_release(mm);
   return st;
 }
 

@@ -155,6 +155,16 @@ static void test_other_fields(void **state) {
                               .storage_protected_bytes = 512 * KiB + 1},
                   &mm),
       MM_EINVAL);
+  /* a negative overtake limit */
+  assert_int_equal(
+      create_with((mm_config){.total_bytes = 1 * MiB, .overtake_limit_ns = -1},
+                  &mm),
+      MM_EINVAL);
+  /* a budget below two pages */
+  assert_int_equal(
+      create_with((mm_config){.total_bytes = 6144, .storage_fraction = 0.9},
+                  &mm),
+      MM_EINVAL);
   /* unknown eviction policies */
   assert_int_equal(
       create_with((mm_config){.total_bytes = 1 * MiB, .eviction = 2}, &mm),

@@ -59,12 +59,96 @@ static inline bool mm_cas_acq_rel_u64(mm_atomic_u64 *p, uint64_t *expected,
       p, expected, desired, memory_order_acq_rel, memory_order_relaxed);
 }
 
+/* Sequentially consistent: only where two threads each write one word and
+ * then read the other's (a Dekker pattern: a waiter announcing itself and
+ * a releaser announcing freed memory must not both miss each other). */
+static inline uint64_t mm_load_seq_cst_u64(const mm_atomic_u64 *p) {
+  return atomic_load_explicit(p, memory_order_seq_cst);
+}
+
+static inline uint64_t mm_faa_seq_cst_u64(mm_atomic_u64 *p, uint64_t v) {
+  return atomic_fetch_add_explicit(p, v, memory_order_seq_cst);
+}
+
+static inline uint64_t mm_fas_seq_cst_u64(mm_atomic_u64 *p, uint64_t v) {
+  return atomic_exchange_explicit(p, v, memory_order_seq_cst);
+}
+
 /* ---- 32-bit scalars ---------------------------------------------------- */
 
 typedef _Atomic uint32_t mm_atomic_u32;
 
+static inline uint32_t mm_load_relaxed_u32(const mm_atomic_u32 *p) {
+  return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static inline uint32_t mm_load_acquire_u32(const mm_atomic_u32 *p) {
+  return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static inline uint32_t mm_load_seq_cst_u32(const mm_atomic_u32 *p) {
+  return atomic_load_explicit(p, memory_order_seq_cst);
+}
+
+static inline void mm_store_relaxed_u32(mm_atomic_u32 *p, uint32_t v) {
+  atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+static inline void mm_store_release_u32(mm_atomic_u32 *p, uint32_t v) {
+  atomic_store_explicit(p, v, memory_order_release);
+}
+
+static inline void mm_store_seq_cst_u32(mm_atomic_u32 *p, uint32_t v) {
+  atomic_store_explicit(p, v, memory_order_seq_cst);
+}
+
 static inline uint32_t mm_faa_relaxed_u32(mm_atomic_u32 *p, uint32_t v) {
   return atomic_fetch_add_explicit(p, v, memory_order_relaxed);
+}
+
+static inline uint32_t mm_faa_acq_rel_u32(mm_atomic_u32 *p, uint32_t v) {
+  return atomic_fetch_add_explicit(p, v, memory_order_acq_rel);
+}
+
+static inline uint32_t mm_fas_seq_cst_u32(mm_atomic_u32 *p, uint32_t v) {
+  return atomic_exchange_explicit(p, v, memory_order_seq_cst);
+}
+
+/* Strong: a failure means the value really differed. */
+static inline bool mm_cas_acq_rel_u32(mm_atomic_u32 *p, uint32_t *expected,
+                                      uint32_t desired) {
+  return atomic_compare_exchange_strong_explicit(
+      p, expected, desired, memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Strong, acquire on success: taking a baton. */
+static inline bool mm_cas_acquire_u32(mm_atomic_u32 *p, uint32_t *expected,
+                                      uint32_t desired) {
+  return atomic_compare_exchange_strong_explicit(
+      p, expected, desired, memory_order_acquire, memory_order_relaxed);
+}
+
+/* ---- pointers ---------------------------------------------------------- */
+
+typedef _Atomic(void *) mm_atomic_ptr;
+
+static inline void *mm_load_relaxed_ptr(const mm_atomic_ptr *p) {
+  return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static inline void mm_store_relaxed_ptr(mm_atomic_ptr *p, void *v) {
+  atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+static inline void *mm_fas_acquire_ptr(mm_atomic_ptr *p, void *v) {
+  return atomic_exchange_explicit(p, v, memory_order_acquire);
+}
+
+/* Weak; on failure *expected receives the current value. */
+static inline bool mm_cas_release_ptr(mm_atomic_ptr *p, void **expected,
+                                      void *desired) {
+  return atomic_compare_exchange_weak_explicit(
+      p, expected, desired, memory_order_release, memory_order_relaxed);
 }
 
 /* ---- double word ------------------------------------------------------- */

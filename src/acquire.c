@@ -1,0 +1,147 @@
+/*
+ * acquire.c -- the front door: every acquire, blocking or asynchronous,
+ * execution or storage, comes through request_acquire.
+ *
+ *   check the arguments (MM_EINVAL: nothing happens)
+ *   storage: is the page id taken?  (MM_EEXIST)
+ *   may it charge now?  (no held requests of its pool in the way: held.c)
+ *     yes, and it fits: charge (commit point), book it to the exec id or
+ *                       publish the page  -> MM_OK
+ *   MM_NO_WAIT: declined  -> MM_ENOMEM
+ *   otherwise: held (held.c) -> the outcome, or MM_EINPROGRESS
+ *
+ * A failure after the charge (a record allocation, losing a duplicate-id
+ * race) returns the charge before answering, and lets held requests see
+ * the memory again.
+ */
+#include "mm_internal.h"
+
+static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  return pool == MM_POOL_EXECUTION ? mmi_pool_charge_execution(&mm->pool, bytes)
+                                   : mmi_pool_charge_storage(&mm->pool, bytes);
+}
+
+static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  if (pool == MM_POOL_EXECUTION)
+    mmi_pool_uncharge_execution(&mm->pool, bytes);
+  else
+    mmi_pool_uncharge_storage(&mm->pool, bytes);
+  mmi_held_after_release(mm);
+}
+
+/* The charge for @bytes of @pool, or 0 if no pool could ever grant it. */
+static uint64_t request_bytes(const mm_t *mm, mm_pool pool, size_t bytes) {
+  if (bytes == 0)
+    return 0;
+  if (pool == MM_POOL_EXECUTION)
+    return bytes <= mm->cfg.max_execution_request ? bytes : 0;
+  uint64_t rounded = mmi_page_round(mm, bytes);
+  return rounded <= mmi_pool_storage_max(&mm->pool) ? rounded : 0;
+}
+
+static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
+                                 uint64_t bytes, int64_t timeout_ns,
+                                 mm_grant_fn cb, void *ctx, uint64_t *ticket) {
+  mm_status st;
+  struct mmi_page *pg = NULL;
+
+  mmi_rcu_read_lock();
+  if (pool == MM_POOL_STORAGE) {
+    if (mmi_page_exists(mm, id)) {
+      st = MM_EEXIST;
+      goto out;
+    }
+    if (!(pg = mmi_page_new(id, bytes))) {
+      st = MM_ENOMEM;
+      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+      goto out;
+    }
+  }
+
+  if (mmi_held_may_take_now(mm, pool, timeout_ns) && charge(mm, pool, bytes)) {
+    st = pool == MM_POOL_EXECUTION ? mmi_exec_attribute(mm, id, bytes, NULL)
+                                   : mmi_page_publish(mm, pg, false);
+    if (st == MM_OK) {
+      mmi_count_add(&mm->counters, MMI_GRANTED, 1);
+      pg = NULL; /* published */
+      goto out;
+    }
+    uncharge(mm, pool, bytes);
+    if (st == MM_ENOMEM)
+      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    goto out;
+  }
+
+  if (timeout_ns == MM_NO_WAIT) {
+    st = MM_ENOMEM;
+    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    goto out;
+  }
+
+  /* Held.  A storage request reserves its page id first, so that a
+   * duplicate is refused now and not when memory arrives. */
+  if (pg) {
+    st = mmi_page_publish(mm, pg, true);
+    if (st != MM_OK)
+      goto out;
+  }
+  struct mmi_page *reserved = pg;
+  pg = NULL; /* the hold owns it now */
+  if (cb) {
+    st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, cb, ctx,
+                       ticket);
+    goto out;
+  }
+  mmi_rcu_read_unlock(); /* never sleep in a read section */
+  return mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, NULL, NULL,
+                       NULL);
+
+out:
+  if (pg)
+    mmi_page_free_unpublished(pg);
+  mmi_rcu_read_unlock();
+  return st;
+}
+
+mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
+                               int64_t timeout_ns) {
+  if (!mm || !mmi_timeout_valid(timeout_ns))
+    return MM_EINVAL;
+  uint64_t charge_bytes = request_bytes(mm, MM_POOL_EXECUTION, bytes);
+  if (!charge_bytes)
+    return MM_EINVAL;
+  return request_acquire(mm, MM_POOL_EXECUTION, exec_id, charge_bytes,
+                         timeout_ns, NULL, NULL, NULL);
+}
+
+mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
+                             int64_t timeout_ns) {
+  if (!mm || !mmi_timeout_valid(timeout_ns))
+    return MM_EINVAL;
+  uint64_t charge_bytes = request_bytes(mm, MM_POOL_STORAGE, bytes);
+  if (!charge_bytes)
+    return MM_EINVAL;
+  return request_acquire(mm, MM_POOL_STORAGE, page_id, charge_bytes, timeout_ns,
+                         NULL, NULL, NULL);
+}
+
+mm_status mm_acquire_async(mm_t *mm, mm_pool pool, uint64_t id, size_t bytes,
+                           int64_t timeout_ns, mm_grant_fn cb, void *ctx,
+                           uint64_t *ticket) {
+  if (ticket)
+    *ticket = 0;
+  if (!mm || !cb || !mmi_timeout_valid(timeout_ns) ||
+      (pool != MM_POOL_EXECUTION && pool != MM_POOL_STORAGE))
+    return MM_EINVAL;
+  uint64_t charge_bytes = request_bytes(mm, pool, bytes);
+  if (!charge_bytes)
+    return MM_EINVAL;
+  return request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
+                         ticket);
+}
+
+mm_status mm_cancel(mm_t *mm, uint64_t ticket) {
+  if (!mm)
+    return MM_EINVAL;
+  return mmi_held_cancel(mm, ticket);
+}

@@ -1,0 +1,549 @@
+/*
+ * held.c -- requests that wait for memory.
+ *
+ * A request that does not fit, and whose caller is willing to wait, is
+ * *held*: it becomes a waiter, joins a lock-free queue, and is granted in
+ * full when memory is returned, or ends at its deadline, by mm_cancel, or
+ * by mm_destroy.  Every waiter ends exactly once.
+ *
+ * Data structure
+ *
+ *    arrivals (ck_fifo_mpmc)      private list (baton holder's)
+ *    new waiters, any thread  ->  oldest ........................ newest
+ *                                 [w1 exec 8M][w2 stor 4K][w3 exec 64K]
+ *
+ *    done (ck_stack)  finished asynchronous waiters -> service thread,
+ *                     which runs their callbacks and their deadlines.
+ *
+ * A waiter's whole fate is one 32-bit state word, changed once, by CAS,
+ * from WAITING to GRANTED, TIMED_OUT or CANCELLED.  Whoever wins that CAS
+ * finishes the request (books it, counts it, tells its owner); everyone
+ * else leaves it alone.  That is why a cancel racing with a grant, or a
+ * deadline racing with either, has exactly one outcome.
+ *
+ * Dispatch
+ *
+ * Deciding who gets returned memory is done in passes over the waiters in
+ * arrival order.  One thread at a time makes a pass: the holder of the
+ * dispatch *baton*.  Nobody ever waits for the baton.  A thread with news
+ * for the dispatcher (memory returned, a waiter added or gone) bumps
+ * `pending` and tries to take the baton; if another thread holds it, the
+ * news is left for that thread, which re-reads `pending` after putting the
+ * baton down and makes another pass if it moved:
+ *
+ *     kick:  pending++ ; if CAS(baton 0->1): do { seen = pending; pass;
+ *            baton = 0 } while (pending != seen && CAS(baton 0->1))
+ *
+ * (All four accesses are sequentially consistent: either the holder's
+ * re-read sees our increment, or our CAS sees the baton down and we pass
+ * ourselves.  No news is lost.)
+ *
+ * A pass grants each waiter that fits, oldest first: charge the pool, then
+ * CAS the waiter's state to GRANTED (the commit point; if the CAS loses to
+ * a deadline or a cancel, the charge is returned).  A waiter that does not
+ * fit is passed over -- a smaller, younger one may be granted before it --
+ * unless it has been waiting longer than the overtake limit: then it is
+ * *starved*, and nothing younger in its pool is granted until it is.
+ *
+ * New arrivals respect held requests: a request that may wait queues
+ * behind held ones of its pool instead of charging directly; a request
+ * that may not wait first lets a pass run (so held requests get first pick
+ * of what is free) and may then charge only if no starved request bars
+ * its pool.
+ *
+ * Why no wake-up is lost
+ *
+ * A waiter that fits must be granted promptly.  Every event that can make
+ * a waiter fit -- a release, an uncharge after a lost CAS, a waiter ending
+ * (which may lift a starvation bar), a waiter arriving -- is followed by a
+ * kick, and a kick is followed by a complete pass that starts after the
+ * event (the baton rule above).  A release skips the kick only when it
+ * reads "no held requests" after its uncharge; a waiter counts itself in
+ * before it is queued and kicks after, so (sequential consistency again)
+ * either the release sees the waiter or the waiter's own pass sees the
+ * released memory.
+ *
+ * Threads
+ *
+ * Blocking callers sleep on a futex in their own waiter (no shared lock,
+ * no shared condition variable) and are woken by the pass that granted
+ * them, or wake at their deadline and try to time themselves out.
+ * Asynchronous callbacks run on one service thread per manager, one at a
+ * time, in the order the outcomes were decided; the same thread wakes at
+ * the earliest asynchronous deadline, so deadlines hold even if nothing is
+ * ever released again.  A waiter is freed through RCU once its owner, the
+ * queue and the ticket table have all let go of it (a reference count).
+ */
+#include "held.h"
+
+#include <assert.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "atomics/mm_futex.h"
+#include "mm_internal.h"
+
+enum { W_WAITING, W_GRANTED, W_TIMED_OUT, W_CANCELLED };
+#define OUTCOME_PENDING UINT32_MAX
+
+struct mmi_waiter {
+  mmi_node node;         /* ticket table record (key: ticket); first */
+  mm_atomic_u32 state;   /* W_*: the one word that decides the outcome */
+  mm_atomic_u32 outcome; /* futex word: OUTCOME_PENDING, then an mm_status */
+  mm_atomic_u32 refs;    /* owner + queue (+ ticket table) */
+  mm_pool pool;
+  uint64_t id, bytes;
+  int64_t arrival_ns, deadline_ns;
+  mm_grant_fn cb; /* NULL: a blocking caller owns this waiter */
+  void *ctx;
+  bool ticketed;
+  struct mmi_exec *spare; /* execution: a record for the grant to use */
+  struct mmi_page *page;  /* storage: the reserved (pending) page */
+  mmi_qentry *entry;      /* for the one push into arrivals */
+  mmi_waiter *next;       /* private list link, baton holder's */
+  mmi_stack_link done;    /* link in the done stack */
+};
+
+/* ---- waiter life ------------------------------------------------------ */
+
+static void waiter_put(mmi_waiter *w) {
+  /* acq_rel: the last holder sees every other holder's writes. */
+  if (mm_faa_acq_rel_u32(&w->refs, (uint32_t)-1) != 1)
+    return;
+  if (w->spare)
+    mmi_exec_spare_free(w->spare);
+  mmi_rcu_retire(&w->node); /* the pass or mm_cancel may still look */
+}
+
+/* Tell the service thread there is work (a callback, a nearer deadline). */
+static void service_poke(mmi_held *h) {
+  mm_faa_acq_rel_u32(&h->service_seq, 1);
+  mm_futex_wake_all(&h->service_seq);
+}
+
+/* The outcome is decided and booked: let the owner know. */
+static void deliver(mm_t *mm, mmi_waiter *w, mm_status st) {
+  mmi_held *h = &mm->held;
+  if (!w->cb) {
+    /* release: the woken caller sees the grant's books complete */
+    mm_store_release_u32(&w->outcome, (uint32_t)st);
+    mm_futex_wake_all(&w->outcome);
+    return;
+  }
+  mm_store_relaxed_u32(&w->outcome, (uint32_t)st); /* the push publishes */
+  if (w->ticketed) {
+    mmi_rcu_read_lock();
+    if (mmi_registry_remove(h->tickets, &w->node))
+      waiter_put(w); /* the ticket table's reference */
+    mmi_rcu_read_unlock();
+  }
+  mmi_stack_push(&h->done, &w->done);
+  service_poke(h);
+}
+
+/* The winner of WAITING -> GRANTED: the pool is already charged. */
+static void finish_granted(mm_t *mm, mmi_waiter *w) {
+  mmi_rcu_read_lock();
+  if (w->pool == MM_POOL_EXECUTION) {
+    mm_status st = mmi_exec_attribute(mm, w->id, w->bytes, &w->spare);
+    (void)st;
+    assert(st == MM_OK); /* the spare record makes it infallible */
+  } else {
+    mmi_page_activate(mm, w->page);
+  }
+  mmi_rcu_read_unlock();
+  mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
+  mmi_count_add(&mm->counters, MMI_GRANTED, 1);
+  mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
+  deliver(mm, w, MM_OK);
+}
+
+/* The winner of WAITING -> TIMED_OUT or CANCELLED: nothing was charged. */
+static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st) {
+  if (w->page) {
+    mmi_rcu_read_lock();
+    mmi_page_abandon(mm, w->page);
+    mmi_rcu_read_unlock();
+  }
+  mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
+  mmi_count_add(&mm->counters,
+                st == MM_ETIMEDOUT ? MMI_TIMED_OUT : MMI_CANCELLED, 1);
+  mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
+  deliver(mm, w, st);
+}
+
+/* Try to end @w with @st (a deadline or a cancel); true if this call did. */
+static bool try_end(mm_t *mm, mmi_waiter *w, uint32_t to, mm_status st) {
+  uint32_t expect = W_WAITING;
+  /* Commit point of a deadline or a cancel. */
+  if (!mm_cas_acq_rel_u32(&w->state, &expect, to))
+    return false;
+  finish_ended(mm, w, st);
+  return true;
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  return pool == MM_POOL_EXECUTION ? mmi_pool_charge_execution(&mm->pool, bytes)
+                                   : mmi_pool_charge_storage(&mm->pool, bytes);
+}
+
+static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  if (pool == MM_POOL_EXECUTION)
+    mmi_pool_uncharge_execution(&mm->pool, bytes);
+  else
+    mmi_pool_uncharge_storage(&mm->pool, bytes);
+}
+
+/* Decide what can be decided now; baton held. */
+static void dispatch_pass(mm_t *mm) {
+  mmi_held *h = &mm->held;
+  void *item;
+
+  mmi_rcu_read_lock();
+  while (mmi_queue_pop(&h->arrivals, &item)) {
+    mmi_waiter *w = item;
+    w->next = NULL;
+    if (h->tail)
+      h->tail->next = w;
+    else
+      h->head = w;
+    h->tail = w;
+  }
+  mmi_rcu_read_unlock();
+
+  int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
+  bool blocked[2] = {false, false};
+  mmi_waiter *prev = NULL, *w = h->head;
+  while (w) {
+    mmi_waiter *next = w->next;
+    bool done = true;
+    if (mm_load_acquire_u32(&w->state) != W_WAITING) {
+      /* ended by its own deadline or a cancel: only unlink it */
+    } else if (w->cb && w->deadline_ns <= now) {
+      (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
+    } else if (blocked[w->pool]) {
+      done = false;
+    } else if (charge(mm, w->pool, w->bytes)) {
+      uint32_t expect = W_WAITING;
+      /* Commit point of a grant: the charge is this waiter's iff this CAS
+       * wins; a deadline or cancel that won first gets nothing. */
+      if (mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
+        finish_granted(mm, w);
+      } else {
+        uncharge(mm, w->pool, w->bytes);
+        mm_faa_seq_cst_u64(&h->pending, 1); /* freed again: pass again */
+      }
+    } else {
+      done = false;
+      if (now - w->arrival_ns >= h->overtake_limit_ns)
+        blocked[w->pool] = true; /* starved: nothing younger goes first */
+    }
+
+    if (done) {
+      if (prev)
+        prev->next = next;
+      else
+        h->head = next;
+      if (h->tail == w)
+        h->tail = prev;
+      waiter_put(w); /* the queue's reference */
+    } else {
+      if (w->cb && w->deadline_ns < next_deadline)
+        next_deadline = w->deadline_ns;
+      prev = w;
+    }
+    w = next;
+  }
+
+  for (int p = 0; p < 2; p++)
+    mm_store_release_u32(&h->blocked[p], blocked[p]);
+  /* The service thread sleeps until the earliest asynchronous deadline. */
+  uint64_t old = mm_fas_seq_cst_u64(&h->next_deadline, (uint64_t)next_deadline);
+  if ((int64_t)old > next_deadline)
+    service_poke(h);
+}
+
+/* Leave news for the dispatcher and, if nobody holds the baton, dispatch. */
+static void kick(mm_t *mm) {
+  mmi_held *h = &mm->held;
+  mm_faa_seq_cst_u64(&h->pending, 1);
+  for (;;) {
+    uint32_t down = 0;
+    /* seq_cst read of the baton (strong CAS fails only if it is up) */
+    if (mm_load_seq_cst_u32(&h->baton) != 0 ||
+        !mm_cas_acquire_u32(&h->baton, &down, 1))
+      return; /* the holder will see our pending++ when it re-reads */
+    uint64_t seen = mm_load_seq_cst_u64(&h->pending);
+    dispatch_pass(mm);
+    mm_store_seq_cst_u32(&h->baton, 0);
+    if (mm_load_seq_cst_u64(&h->pending) == seen)
+      return;
+  }
+}
+
+bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns) {
+  mmi_held *h = &mm->held;
+  /* seq_cst: pairs with a waiter's count++ before it queues */
+  if (mm_load_seq_cst_u64(&h->count[pool]) == 0)
+    return true;
+  if (timeout_ns != MM_NO_WAIT)
+    return false; /* it may wait: it waits its turn */
+  kick(mm);       /* held requests get first pick of what is free */
+  return !mm_load_acquire_u32(&h->blocked[pool]);
+}
+
+void mmi_held_after_release(mm_t *mm) {
+  mmi_held *h = &mm->held;
+  /* seq_cst, after the uncharge: see the note on lost wake-ups. */
+  if (mm_load_seq_cst_u64(&h->count[MM_POOL_EXECUTION]) +
+          mm_load_seq_cst_u64(&h->count[MM_POOL_STORAGE]) !=
+      0)
+    kick(mm);
+}
+
+/* ---- holding ----------------------------------------------------------- */
+
+static int64_t deadline_after(int64_t now, int64_t timeout_ns) {
+  if (timeout_ns == MM_WAIT_FOREVER || timeout_ns > MM_FOREVER_NS - now)
+    return MM_FOREVER_NS;
+  return now + timeout_ns;
+}
+
+/* A blocking caller waits for its outcome; returns it. */
+static mm_status wait_outcome(mm_t *mm, mmi_waiter *w) {
+  int64_t deadline = w->deadline_ns;
+  for (;;) {
+    /* acquire: pairs with deliver's release; the grant is fully booked */
+    uint32_t o = mm_load_acquire_u32(&w->outcome);
+    if (o != OUTCOME_PENDING)
+      return (mm_status)o;
+    if (deadline != MM_FOREVER_NS && mm_now_ns() >= deadline) {
+      if (try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT))
+        kick(mm); /* it may have barred its pool: let others through */
+      /* Decided now, by us or by a grant or cancel that won: the outcome
+       * is being written; wait for it without a deadline. */
+      deadline = MM_FOREVER_NS;
+      continue;
+    }
+    mm_futex_wait(&w->outcome, OUTCOME_PENDING, deadline);
+  }
+}
+
+mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
+                        int64_t timeout_ns, struct mmi_page *page,
+                        mm_grant_fn cb, void *ctx, uint64_t *ticket) {
+  mmi_held *h = &mm->held;
+  /* seq_cst, both: either mmi_held_shutdown sees this caller inside and
+   * waits for it, or this caller sees the manager going away. */
+  mm_faa_seq_cst_u64(&h->inside, 1);
+  mm_status refused = MM_OK;
+  mmi_waiter *w = NULL;
+  mmi_qentry *entry = NULL;
+  struct mmi_exec *spare = NULL;
+  if (mm_load_seq_cst_u32(&h->destroying)) {
+    refused = MM_ECANCELED;
+  } else {
+    w = mmi_meta_alloc(sizeof *w);
+    entry = mmi_queue_entry_new();
+    spare = pool == MM_POOL_EXECUTION ? mmi_exec_spare_new() : NULL;
+    if (!w || !entry || (pool == MM_POOL_EXECUTION && !spare)) {
+      refused = MM_ENOMEM;
+      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    }
+  }
+  if (refused != MM_OK) {
+    mmi_meta_free(w);
+    if (entry)
+      mmi_queue_entry_free(entry);
+    if (spare)
+      mmi_exec_spare_free(spare);
+    if (page) {
+      mmi_rcu_read_lock();
+      mmi_page_abandon(mm, page);
+      mmi_rcu_read_unlock();
+    }
+    mm_faa_seq_cst_u64(&h->inside, (uint64_t)-1);
+    return refused;
+  }
+
+  int64_t now = mm_now_ns();
+  w->node.key = 0;
+  mm_store_relaxed_u32(&w->state, W_WAITING);
+  mm_store_relaxed_u32(&w->outcome, OUTCOME_PENDING);
+  w->pool = pool;
+  w->id = id;
+  w->bytes = bytes;
+  w->arrival_ns = now;
+  w->deadline_ns = deadline_after(now, timeout_ns);
+  w->cb = cb;
+  w->ctx = ctx;
+  w->ticketed = false;
+  w->spare = spare;
+  w->page = page;
+  w->entry = entry;
+  w->next = NULL;
+  mm_store_relaxed_u32(&w->refs, 2); /* owner + queue */
+
+  mmi_rcu_read_lock();
+  if (cb && ticket) {
+    w->ticketed = true;
+    mm_store_relaxed_u32(&w->refs, 3); /* + ticket table */
+    w->node.key = mm_faa_seq_cst_u64(&h->next_ticket, 1);
+    mmi_node *got = mmi_registry_insert_unique(h->tickets, &w->node);
+    assert(got == &w->node); /* tickets are never reused */
+    (void)got;
+    *ticket = w->node.key;
+  }
+  mmi_count_add(&mm->counters, MMI_HELD, 1);
+  mmi_count_add(&mm->counters, MMI_HELD_NOW, 1);
+  /* seq_cst: counted in before it is queued (see lost wake-ups). */
+  mm_faa_seq_cst_u64(&h->count[pool], 1);
+  mmi_queue_push(&h->arrivals, entry, w);
+  mmi_rcu_read_unlock();
+  kick(mm);
+
+  mm_status st = MM_EINPROGRESS;
+  if (!cb) {
+    st = wait_outcome(mm, w);
+    waiter_put(w); /* the owner's reference */
+  }
+  /* The last touch of the manager: mm_destroy may free it after this. */
+  mm_faa_seq_cst_u64(&h->inside, (uint64_t)-1);
+  return st;
+}
+
+mm_status mmi_held_cancel(mm_t *mm, uint64_t ticket) {
+  mmi_held *h = &mm->held;
+  bool ended = false;
+  mmi_rcu_read_lock();
+  mmi_node *n = mmi_registry_find(h->tickets, ticket);
+  if (n) {
+    mmi_waiter *w = caa_container_of(n, mmi_waiter, node);
+    ended = try_end(mm, w, W_CANCELLED, MM_ECANCELED);
+  }
+  mmi_rcu_read_unlock();
+  if (!ended)
+    return MM_ENOENT; /* unknown, or already granted, timed out, cancelled */
+  kick(mm);           /* it may have barred its pool */
+  return MM_OK;
+}
+
+/* ---- the service thread ------------------------------------------------ */
+
+static void run_callbacks(mm_t *mm) {
+  mmi_stack_link *l = mmi_stack_take_all_fifo(&mm->held.done);
+  while (l) {
+    mmi_stack_link *next = mmi_stack_next(l);
+    mmi_waiter *w = caa_container_of(l, mmi_waiter, done);
+    w->cb(w->ctx, (mm_status)mm_load_relaxed_u32(&w->outcome));
+    waiter_put(w); /* the owner's reference: the callback has returned */
+    l = next;
+  }
+}
+
+static void *service_main(void *arg) {
+  mm_t *mm = arg;
+  mmi_held *h = &mm->held;
+  for (;;) {
+    uint32_t seq = mm_load_acquire_u32(&h->service_seq);
+    /* Read before the callbacks run: once stopping is seen, every waiter
+     * has ended and its callback is already on the stack. */
+    uint32_t stopping = mm_load_seq_cst_u32(&h->stopping);
+    run_callbacks(mm);
+    if (stopping)
+      return NULL;
+    int64_t deadline = (int64_t)mm_load_seq_cst_u64(&h->next_deadline);
+    if (deadline <= mm_now_ns()) {
+      kick(mm); /* the pass ends the asynchronous waiters that are due */
+      if ((int64_t)mm_load_seq_cst_u64(&h->next_deadline) <= mm_now_ns()) {
+        /* another thread holds the baton and will pass; do not spin */
+        sched_yield();
+      }
+      continue;
+    }
+    mm_futex_wait(&h->service_seq, seq, deadline);
+  }
+}
+
+/* ---- life of the subsystem --------------------------------------------- */
+
+mm_status mmi_held_init(mm_t *mm) {
+  mmi_held *h = &mm->held;
+  for (int p = 0; p < 2; p++) {
+    mm_store_relaxed_u64(&h->count[p], 0);
+    mm_store_relaxed_u32(&h->blocked[p], 0);
+  }
+  mm_store_relaxed_u32(&h->baton, 0);
+  mm_store_relaxed_u64(&h->pending, 0);
+  h->head = h->tail = NULL;
+  mmi_stack_init(&h->done);
+  mm_store_relaxed_u32(&h->service_seq, 0);
+  mm_store_relaxed_u64(&h->next_deadline, (uint64_t)MM_FOREVER_NS);
+  mm_store_relaxed_u32(&h->stopping, 0);
+  mm_store_relaxed_u32(&h->destroying, 0);
+  mm_store_relaxed_u64(&h->inside, 0);
+  mm_store_relaxed_u64(&h->next_ticket, 1);
+  h->overtake_limit_ns = mm->cfg.overtake_limit_ns;
+
+  h->tickets = mmi_registry_new();
+  if (!h->tickets)
+    return MM_ENOMEM;
+  if (!mmi_queue_init(&h->arrivals)) {
+    mmi_registry_destroy(h->tickets, NULL);
+    return MM_ENOMEM;
+  }
+  if (pthread_create(&h->service, NULL, service_main, mm) != 0) {
+    mmi_queue_fini(&h->arrivals);
+    mmi_registry_destroy(h->tickets, NULL);
+    return MM_ENOMEM;
+  }
+  return MM_OK;
+}
+
+void mmi_held_shutdown(mm_t *mm) {
+  mmi_held *h = &mm->held;
+  mm_store_seq_cst_u32(&h->destroying, 1);
+
+  /* Take the baton for good: no pass runs after this. */
+  for (;;) {
+    uint32_t down = 0;
+    if (mm_cas_acquire_u32(&h->baton, &down, 1))
+      break;
+    sched_yield();
+  }
+
+  /* Cancel every waiter, including any that a caller already inside the
+   * hold path queues while we look, until no caller is left inside. */
+  for (;;) {
+    void *item;
+    mmi_rcu_read_lock();
+    while (mmi_queue_pop(&h->arrivals, &item)) {
+      mmi_waiter *w = item;
+      w->next = h->head;
+      h->head = w;
+    }
+    mmi_rcu_read_unlock();
+    while (h->head) {
+      mmi_waiter *w = h->head;
+      h->head = w->next;
+      (void)try_end(mm, w, W_CANCELLED, MM_ECANCELED);
+      waiter_put(w); /* the queue's reference */
+    }
+    h->tail = NULL;
+    if (mm_load_seq_cst_u64(&h->inside) == 0)
+      break;
+    struct timespec pause = {0, 100 * 1000};
+    nanosleep(&pause, NULL);
+  }
+
+  /* Deliver the last callbacks, then stop the service thread. */
+  mm_store_seq_cst_u32(&h->stopping, 1);
+  service_poke(h);
+  pthread_join(h->service, NULL);
+
+  mmi_queue_fini(&h->arrivals);
+  mmi_registry_destroy(h->tickets, NULL);
+}

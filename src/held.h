@@ -1,0 +1,73 @@
+/*
+ * held.h -- requests that wait: blocking acquires with deadlines,
+ * asynchronous acquires with callbacks, cancellation.  See held.c.
+ */
+#ifndef MM_HELD_H
+#define MM_HELD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "atomics/mm_atomic.h"
+#include "memory_manager.h"
+#include "queue.h"
+#include "registry.h"
+
+typedef struct mmi_waiter mmi_waiter;
+struct mmi_page;
+
+typedef struct mmi_held {
+  /* Read by every acquire and release: held requests now, per pool.
+   * Changes only when a request starts or stops being held. */
+  _Alignas(MM_CACHE_LINE) mm_atomic_u64 count[2];
+
+  /* The dispatch baton and the work notes left for its holder. */
+  _Alignas(MM_CACHE_LINE) mm_atomic_u32 baton;
+  mm_atomic_u64 pending;
+  mm_atomic_u32 blocked[2]; /* last pass: a starved request bars the pool */
+
+  /* Arrivals, in order; drained into the baton holder's private list. */
+  _Alignas(MM_CACHE_LINE) mmi_queue arrivals;
+  mmi_waiter *head, *tail; /* owned by the baton holder */
+
+  /* The service thread: callbacks and asynchronous deadlines. */
+  _Alignas(MM_CACHE_LINE) mmi_stack done;
+  mm_atomic_u32 service_seq; /* futex word: bumped on new work */
+  mm_atomic_u64 next_deadline;
+  mm_atomic_u32 stopping;
+  pthread_t service;
+
+  mm_atomic_u32 destroying;
+  mm_atomic_u64 inside; /* threads inside the hold path or asleep in it */
+  mm_atomic_u64 next_ticket;
+  mmi_registry *tickets; /* ticket -> waiter, for mm_cancel */
+  int64_t overtake_limit_ns;
+} mmi_held;
+
+mm_status mmi_held_init(mm_t *mm);
+/* Cancel every held request, deliver every callback, stop the service
+ * thread, wait for blocked callers to leave.  For mm_destroy. */
+void mmi_held_shutdown(mm_t *mm);
+
+/* May a new request of @pool with @timeout_ns try to charge now, or must
+ * it queue behind held ones? */
+bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns);
+
+/* Memory was returned to the pools: give held requests their chance. */
+void mmi_held_after_release(mm_t *mm);
+
+/*
+ * Hold a request that did not fit.  For storage, @page is its reserved
+ * (pending) record, already published.  Asynchronous (@cb set): returns
+ * MM_EINPROGRESS and sets *@ticket, or MM_ENOMEM.  Blocking: returns the
+ * outcome after waiting.  Called in a read section for an asynchronous
+ * request; outside one for a blocking request (it sleeps).
+ */
+mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
+                        int64_t timeout_ns, struct mmi_page *page,
+                        mm_grant_fn cb, void *ctx, uint64_t *ticket);
+
+mm_status mmi_held_cancel(mm_t *mm, uint64_t ticket);
+
+#endif /* MM_HELD_H */
