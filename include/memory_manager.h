@@ -24,7 +24,10 @@
  * between mm_create() and mm_destroy(), with no registration and no
  * external locking, except where its comment says otherwise.  The
  * acquire, release, pin and unpin calls take no lock of the manager's and
- * never wait for another thread unless asked to wait for memory.  (Under
+ * never wait for another thread unless asked to wait for memory.  They are
+ * lock-free, not wait-free: while requests are held, a release (or a
+ * cancel, or an MM_NO_WAIT acquire) may do the work of granting them,
+ * which grows with their number.  (Under
  * them: a thread's first call registers it with liburcu, and the first
  * deferred free starts liburcu's worker, each once and under liburcu's
  * mutex; records come from malloc.  docs/DESIGN.md, "no lock".)
@@ -170,11 +173,13 @@ MM_API mm_status mm_create(const mm_config *cfg, mm_t **out);
  * (nothing happens).
  *
  * The caller must make sure no other call on @mm is running or will start,
- * except callers blocked in a held acquire and calls made by callbacks
- * (those made while it runs are answered MM_ECANCELED or find nothing to
- * do).  It waits for the service thread and for liburcu's deferred frees
- * (rcu_barrier: those of the whole process), so it must not be called from
- * an eviction or grant callback, nor inside a liburcu-bp read section.
+ * except callers blocked in a held acquire (already counted in
+ * mm_stats.held_now: a call still on its way in must not race with
+ * mm_destroy) and calls made by callbacks (those made while it runs are
+ * answered MM_ECANCELED or find nothing to do).  It waits for the service
+ * thread and for liburcu's deferred frees (rcu_barrier: those of the whole
+ * process), so it must not be called from an eviction or grant callback, nor
+ * inside a liburcu-bp read section.
  */
 MM_API void mm_destroy(mm_t *mm);
 
@@ -182,16 +187,20 @@ MM_API void mm_destroy(mm_t *mm);
  * Held requests.
  *
  * A request that does not fit now, made with a timeout other than
- * MM_NO_WAIT, is *held* until it can be granted in full.  While a pool
- * has held requests, a new request of that pool that may wait queues
- * behind them (arrival order); a new MM_NO_WAIT request lets the held ones
- * take what is free first and is then granted only if it fits and no
- * held request of its pool is starved (below).  Any release, of either
- * pool, hands freed memory to held requests before new arrivals can take
- * it.  A held request that does not fit may be passed over by younger,
- * smaller ones that do, but only for mm_config.overtake_limit_ns (10 ms by
- * default) from its arrival; after that it is *starved*, and nothing
- * younger in its pool is granted until it is.
+ * MM_NO_WAIT, is *held* until it can be granted in full.  Any release, of
+ * either pool, hands freed memory to held requests (of both pools, oldest
+ * first) before new arrivals that may wait can take it: while a pool has
+ * held requests, a new request of that pool that may wait queues behind
+ * them.  A new MM_NO_WAIT request first lets held requests take what is
+ * free (best effort: if another thread is granting at that moment, it
+ * goes by that thread's last decisions) and is then granted only if it
+ * fits and no starved request bars its pool.  A held request that does not
+ * fit may be passed over by younger, smaller ones that do, but only for
+ * mm_config.overtake_limit_ns (10 ms by default) from its arrival; after
+ * that it is *starved*, and nothing younger that competes for its bytes is
+ * granted until it is: nothing in its pool, and, for an execution request
+ * (which may borrow storage's free capacity) or a storage request with
+ * storage_may_borrow, nothing in the other pool either.
  *
  * A blocking caller sleeps on a futex of its own (no shared lock) and
  * returns MM_OK when granted, MM_ETIMEDOUT once @timeout_ns has passed
@@ -297,12 +306,13 @@ MM_API mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
  * (nothing charged).  Called exactly once per held request.
  *
  * Callbacks run on the manager's own service thread, one at a time, in
- * the order their outcomes were decided; never on the thread that called
- * mm_acquire_async, and never while the manager holds anything a callback
- * could need.  A callback may call any function of the manager (release,
- * acquire, cancel, stats ...) except mm_destroy; it should not block for
- * long, since it delays the callbacks and asynchronous deadlines behind
- * it.
+ * the order their outcomes were handed to it; never on the thread that
+ * called mm_acquire_async, and never while the manager holds anything a
+ * callback could need.  A callback may run before mm_acquire_async has
+ * returned (another thread may grant the request at once): @ctx must be
+ * ready before the call.  A callback may call any function of the manager
+ * (release, acquire, cancel, stats ...) except mm_destroy; it should not block
+ * for long, since it delays the callbacks and asynchronous deadlines behind it.
  */
 typedef void (*mm_grant_fn)(void *ctx, mm_status outcome);
 

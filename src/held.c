@@ -12,8 +12,9 @@
  *    new waiters, any thread  ->  oldest ........................ newest
  *                                 [w1 exec 8M][w2 stor 4K][w3 exec 64K]
  *
- *    done (ck_stack)  finished asynchronous waiters -> service thread,
- *                     which runs their callbacks and their deadlines.
+ *    done (Treiber stack)  finished asynchronous waiters -> the service
+ *                          thread, which runs their callbacks (and keeps
+ *                          their deadlines).
  *
  * A waiter's whole fate is one 32-bit state word, changed once, by CAS,
  * from WAITING to GRANTED, TIMED_OUT or CANCELLED.  Whoever wins that CAS
@@ -34,22 +35,25 @@
  *     kick:  pending++ ; if CAS(baton 0->1): do { seen = pending; pass;
  *            baton = 0 } while (pending != seen && CAS(baton 0->1))
  *
- * (All four accesses are sequentially consistent: either the holder's
- * re-read sees our increment, or our CAS sees the baton down and we pass
- * ourselves.  No news is lost.)
+ * (The increment, the baton's release and the holder's re-read are
+ * sequentially consistent: either the re-read sees our increment, or our
+ * CAS, after our increment, finds the baton down and we pass ourselves.
+ * No news is lost.)
  *
  * A pass grants each waiter that fits, oldest first: charge the pool, then
  * CAS the waiter's state to GRANTED (the commit point; if the CAS loses to
  * a deadline or a cancel, the charge is returned).  A waiter that does not
  * fit is passed over -- a smaller, younger one may be granted before it --
  * unless it has been waiting longer than the overtake limit: then it is
- * *starved*, and nothing younger in its pool is granted until it is.
+ * *starved*, and nothing younger that competes for its bytes is granted
+ * until it is (its pool; and the other pool too when it could borrow from
+ * it: always for execution, for storage with storage_may_borrow).
  *
  * New arrivals respect held requests: a request that may wait queues
  * behind held ones of its pool instead of charging directly; a request
  * that may not wait first lets a pass run (so held requests get first pick
- * of what is free) and may then charge only if no starved request bars
- * its pool.
+ * of what is free; best effort if another thread is passing) and may then
+ * charge only if no starved request bars its pool.
  *
  * Why no wake-up is lost
  *
@@ -69,7 +73,7 @@
  * no shared condition variable) and are woken by the pass that granted
  * them, or wake at their deadline and try to time themselves out.
  * Asynchronous callbacks run on one service thread per manager, one at a
- * time, in the order the outcomes were decided; the same thread wakes at
+ * time, in the order their outcomes were handed over; it also wakes at
  * the earliest asynchronous deadline, so deadlines hold even if nothing is
  * ever released again.  A waiter is freed through RCU once its owner, the
  * queue and the ticket table have all let go of it (a reference count).
@@ -100,7 +104,6 @@ struct mmi_waiter {
   bool ticketed;
   struct mmi_exec *spare; /* execution: a record for the grant to use */
   struct mmi_page *page;  /* storage: the reserved (pending) page */
-  mmi_qentry *entry;      /* for the one push into arrivals */
   mmi_waiter *next;       /* private list link, baton holder's */
   mmi_stack_link done;    /* link in the done stack */
 };
@@ -216,6 +219,7 @@ static void dispatch_pass(mm_t *mm) {
 
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
   bool blocked[2] = {false, false};
+  int64_t bar_at[2] = {MM_FOREVER_NS, MM_FOREVER_NS};
   mmi_waiter *prev = NULL, *w = h->head;
   while (w) {
     mmi_waiter *next = w->next;
@@ -237,9 +241,23 @@ static void dispatch_pass(mm_t *mm) {
         mm_faa_seq_cst_u64(&h->pending, 1); /* freed again: pass again */
       }
     } else {
+      /* Does not fit.  Once starved, nothing younger that competes for
+       * its bytes goes first: its pool, and the other pool too when it may
+       * borrow from it (execution always; storage with
+       * storage_may_borrow).  Until then, note when it will starve. */
       done = false;
-      if (now - w->arrival_ns >= h->overtake_limit_ns)
-        blocked[w->pool] = true; /* starved: nothing younger goes first */
+      bool both = w->pool == MM_POOL_EXECUTION || mm->cfg.storage_may_borrow;
+      int64_t starves_at = w->arrival_ns > MM_FOREVER_NS - h->overtake_limit_ns
+                               ? MM_FOREVER_NS
+                               : w->arrival_ns + h->overtake_limit_ns;
+      for (int p = 0; p < 2; p++) {
+        if (p != (int)w->pool && !both)
+          continue;
+        if (starves_at <= now)
+          blocked[p] = true;
+        else if (starves_at < bar_at[p])
+          bar_at[p] = starves_at;
+      }
     }
 
     if (done) {
@@ -258,8 +276,12 @@ static void dispatch_pass(mm_t *mm) {
     w = next;
   }
 
-  for (int p = 0; p < 2; p++)
-    mm_store_release_u32(&h->blocked[p], blocked[p]);
+  for (int p = 0; p < 2; p++) { /* written only on change: arrivals read */
+    if (mm_load_relaxed_u32(&h->blocked[p]) != blocked[p])
+      mm_store_release_u32(&h->blocked[p], blocked[p]);
+    if ((int64_t)mm_load_relaxed_u64(&h->bar_at[p]) != bar_at[p])
+      mm_store_release_u64(&h->bar_at[p], (uint64_t)bar_at[p]);
+  }
   /* The service thread sleeps until the earliest asynchronous deadline. */
   uint64_t old = mm_fas_seq_cst_u64(&h->next_deadline, (uint64_t)next_deadline);
   if ((int64_t)old > next_deadline)
@@ -287,11 +309,17 @@ static void kick(mm_t *mm) {
 bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns) {
   mmi_held *h = &mm->held;
   /* seq_cst: pairs with a waiter's count++ before it queues */
-  if (mm_load_seq_cst_u64(&h->count[pool]) == 0)
-    return true;
-  if (timeout_ns != MM_NO_WAIT)
+  uint64_t held = mm_load_seq_cst_u64(&h->count[pool]);
+  if (held == 0 && !mm_load_acquire_u32(&h->blocked[pool]) &&
+      (int64_t)mm_load_acquire_u64(&h->bar_at[pool]) == MM_FOREVER_NS)
+    return true; /* nobody held that competes with it: the fast path */
+  if (held != 0 && timeout_ns != MM_NO_WAIT)
     return false; /* it may wait: it waits its turn */
-  kick(mm);       /* held requests get first pick of what is free */
+  /* Held requests get first pick of what is free, and a pass brings the
+   * bars up to date (a waiter may have starved since the last one).  If
+   * another thread holds the baton, its pass is under way and we go by the
+   * bars of the last pass (best effort). */
+  kick(mm);
   return !mm_load_acquire_u32(&h->blocked[pool]);
 }
 
@@ -383,7 +411,6 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->ticketed = false;
   w->spare = spare;
   w->page = page;
-  w->entry = entry;
   w->next = NULL;
   mm_store_relaxed_u32(&w->refs, 2); /* owner + queue */
 
@@ -456,6 +483,8 @@ static void *service_main(void *arg) {
     if (stopping)
       return NULL;
     int64_t deadline = (int64_t)mm_load_seq_cst_u64(&h->next_deadline);
+    if (mm_load_seq_cst_u32(&h->destroying))
+      deadline = MM_FOREVER_NS; /* shutdown holds the baton and ends all */
     if (deadline <= mm_now_ns()) {
       kick(mm); /* the pass ends the asynchronous waiters that are due */
       if ((int64_t)mm_load_seq_cst_u64(&h->next_deadline) <= mm_now_ns()) {
@@ -475,6 +504,7 @@ mm_status mmi_held_init(mm_t *mm) {
   for (int p = 0; p < 2; p++) {
     mm_store_relaxed_u64(&h->count[p], 0);
     mm_store_relaxed_u32(&h->blocked[p], 0);
+    mm_store_relaxed_u64(&h->bar_at[p], (uint64_t)MM_FOREVER_NS);
   }
   mm_store_relaxed_u32(&h->baton, 0);
   mm_store_relaxed_u64(&h->pending, 0);
@@ -516,8 +546,11 @@ void mmi_held_shutdown(mm_t *mm) {
   }
 
   /* Cancel every waiter, including any that a caller already inside the
-   * hold path queues while we look, until no caller is left inside. */
+   * hold path queues while we look.  `inside` is read *before* draining:
+   * a caller pushes before it leaves, so once it reads zero the drain
+   * that follows sees every push. */
   for (;;) {
+    bool last = mm_load_seq_cst_u64(&h->inside) == 0;
     void *item;
     mmi_rcu_read_lock();
     while (mmi_queue_pop(&h->arrivals, &item)) {
@@ -533,7 +566,7 @@ void mmi_held_shutdown(mm_t *mm) {
       waiter_put(w); /* the queue's reference */
     }
     h->tail = NULL;
-    if (mm_load_seq_cst_u64(&h->inside) == 0)
+    if (last)
       break;
     struct timespec pause = {0, 100 * 1000};
     nanosleep(&pause, NULL);

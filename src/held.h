@@ -18,14 +18,18 @@ typedef struct mmi_waiter mmi_waiter;
 struct mmi_page;
 
 typedef struct mmi_held {
-  /* Read by every acquire and release: held requests now, per pool.
-   * Changes only when a request starts or stops being held. */
+  /* Read by every acquire and release: held requests now, per pool, and
+   * the bars the last pass set (a starved request bars younger ones) or
+   * foresaw (the time a held request will starve).
+   * Written only when a request starts or stops being held, or a bar
+   * changes. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 count[2];
+  mm_atomic_u32 blocked[2]; /* barred by a starved request */
+  mm_atomic_u64 bar_at[2];  /* when a held request will starve and bar */
 
   /* The dispatch baton and the work notes left for its holder. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 baton;
   mm_atomic_u64 pending;
-  mm_atomic_u32 blocked[2]; /* last pass: a starved request bars the pool */
 
   /* Arrivals, in order; drained into the baton holder's private list. */
   _Alignas(MM_CACHE_LINE) mmi_queue arrivals;

@@ -421,6 +421,72 @@ static void test_destroy_with_waiters(void **state) {
   }
 }
 
+/* A starved execution request bars storage arrivals too: it may borrow
+ * storage's free capacity, which they would take. */
+static void test_starved_execution_bars_storage(void **state) {
+  (void)state;
+  mm_t *mm = full_manager(20 * MS);
+  for (uint64_t p = 1; p <= 16; p++) /* 64 KiB of storage free */
+    assert_int_equal(mm_release_storage(mm, p), MM_OK);
+  outcome big = {0};
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 70, 128 * KiB,
+                                    MM_WAIT_FOREVER, record, &big, NULL),
+                   MM_EINPROGRESS);
+  /* Young: a storage page may still take storage's free capacity. */
+  assert_int_equal(mm_acquire_storage(mm, 1, 4096, MM_NO_WAIT), MM_OK);
+  sleep_ms(40);
+  /* Starved: storage arrivals wait behind it, in either form. */
+  assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
+  outcome page = {0};
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_STORAGE, 3, 4096,
+                                    MM_WAIT_FOREVER, record, &page, NULL),
+                   MM_EINPROGRESS);
+  sleep_ms(10);
+  assert_int_equal(atomic_load(&page.calls), 0);
+  /* 60 KiB free + 72 KiB released: the big one first, then the page. */
+  assert_int_equal(mm_release_execution(mm, 1, 72 * KiB), MM_OK);
+  EVENTUALLY(atomic_load(&big.calls) == 1 && atomic_load(&page.calls) == 1);
+  assert_int_equal(atomic_load(&big.status), MM_OK);
+  assert_int_equal(atomic_load(&page.status), MM_OK);
+  mm_destroy(mm);
+}
+
+/* Callbacks that hold a new request each time they run, while mm_destroy
+ * cancels everything: every request that was held gets exactly one
+ * callback, and mm_destroy returns after the last. */
+static mm_t *rearm_mm;
+static atomic_int rearm_held, rearm_calls;
+static void rearm_cb(void *ctx, mm_status st) {
+  (void)ctx;
+  (void)st;
+  atomic_fetch_add(&rearm_calls, 1);
+  mm_status again = mm_acquire_async(rearm_mm, MM_POOL_EXECUTION, 80, 4096,
+                                     MM_WAIT_FOREVER, rearm_cb, NULL, NULL);
+  if (again == MM_EINPROGRESS)
+    atomic_fetch_add(&rearm_held, 1);
+}
+
+static void test_destroy_while_callbacks_rearm(void **state) {
+  (void)state;
+  for (int round = 0; round < 20; round++) {
+    rearm_mm = full_manager(0);
+    atomic_store(&rearm_held, 0);
+    atomic_store(&rearm_calls, 0);
+    for (int i = 0; i < 8; i++) {
+      uint64_t ticket;
+      assert_int_equal(mm_acquire_async(rearm_mm, MM_POOL_EXECUTION, 80, 4096,
+                                        MM_WAIT_FOREVER, rearm_cb, NULL,
+                                        &ticket),
+                       MM_EINPROGRESS);
+      atomic_fetch_add(&rearm_held, 1);
+      if (i % 2)
+        assert_int_equal(mm_cancel(rearm_mm, ticket), MM_OK); /* re-arms */
+    }
+    mm_destroy(rearm_mm);
+    assert_int_equal(atomic_load(&rearm_calls), atomic_load(&rearm_held));
+  }
+}
+
 /* A callback that calls back into the manager, including another
  * asynchronous acquire, must not deadlock. */
 static mm_t *reentrant_mm;
@@ -578,6 +644,8 @@ int main(void) {
       cmocka_unit_test(test_storage_release_grants_execution),
       cmocka_unit_test(test_destroy_with_waiters),
       cmocka_unit_test(test_callback_reenters),
+      cmocka_unit_test(test_starved_execution_bars_storage),
+      cmocka_unit_test(test_destroy_while_callbacks_rearm),
       cmocka_unit_test(test_many_waiters_and_releasers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,6 +48,11 @@ static void *first_call(void *arg) {
   return (void *)(intptr_t)locks_taken;
 }
 
+static void ignore_outcome(void *ctx, mm_status st) {
+  (void)ctx;
+  (void)st;
+}
+
 static void *hot_paths(void *arg) {
   (void)arg;
   /* Warm up: register with liburcu, create the exec id's record and the
@@ -77,6 +82,22 @@ static void *hot_paths(void *arg) {
   for (uint64_t id = 1000; id < 1100; id++) {
     if (mm_acquire_execution(mm, id, 100, MM_NO_WAIT) != MM_OK ||
         mm_release_all_execution(mm, id) != 100)
+      return (void *)(intptr_t)-1;
+  }
+  /* Held requests: a hold, the pass that grants it on release, and a
+   * cancel take no lock on the calling thread either. */
+  for (int i = 0; i < 100; i++) {
+    uint64_t ticket;
+    /* id 7 holds 4 KiB; id 8 takes all but 4 KiB of the rest */
+    if (mm_acquire_execution(mm, 8, 8 * MiB, MM_NO_WAIT) != MM_OK ||
+        mm_acquire_execution(mm, 8, 8 * MiB - 8192, MM_NO_WAIT) != MM_OK ||
+        mm_acquire_async(mm, MM_POOL_EXECUTION, 9, 8192, MM_WAIT_FOREVER,
+                         ignore_outcome, NULL, &ticket) != MM_EINPROGRESS ||
+        mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 8192, MM_WAIT_FOREVER,
+                         ignore_outcome, NULL, &ticket) != MM_EINPROGRESS ||
+        mm_cancel(mm, ticket) != MM_OK ||
+        mm_release_all_execution(mm, 8) != 16 * MiB - 8192 ||
+        mm_release_all_execution(mm, 9) != 8192)
       return (void *)(intptr_t)-1;
   }
   /* Declines take no lock either. */
