@@ -16,16 +16,9 @@
  */
 #include "mm_internal.h"
 
-static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  return pool == MM_POOL_EXECUTION ? mmi_pool_charge_execution(&mm->pool, bytes)
-                                   : mmi_pool_charge_storage(&mm->pool, bytes);
-}
-
+/* Give back a charge that was never granted: held requests may use it. */
 static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  if (pool == MM_POOL_EXECUTION)
-    mmi_pool_uncharge_execution(&mm->pool, bytes);
-  else
-    mmi_pool_uncharge_storage(&mm->pool, bytes);
+  mmi_pool_uncharge(&mm->pool, pool, bytes);
   mmi_held_after_release(mm);
 }
 
@@ -58,7 +51,8 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     }
   }
 
-  if (mmi_held_may_take_now(mm, pool, timeout_ns) && charge(mm, pool, bytes)) {
+  if (mmi_held_may_take_now(mm, pool, timeout_ns) &&
+      mmi_pool_charge(&mm->pool, pool, bytes)) {
     st = pool == MM_POOL_EXECUTION ? mmi_exec_attribute(mm, id, bytes, NULL)
                                    : mmi_page_publish(mm, pg, false);
     if (st == MM_OK) {
@@ -103,26 +97,29 @@ out:
   return st;
 }
 
-mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
-                               int64_t timeout_ns) {
+/* Check what every acquire takes, then go through the front door. */
+static mm_status acquire_checked(mm_t *mm, mm_pool pool, uint64_t id,
+                                 size_t bytes, int64_t timeout_ns,
+                                 mm_grant_fn cb, void *ctx, uint64_t *ticket) {
   if (!mm || !mmi_timeout_valid(timeout_ns))
     return MM_EINVAL;
-  uint64_t charge_bytes = request_bytes(mm, MM_POOL_EXECUTION, bytes);
+  uint64_t charge_bytes = request_bytes(mm, pool, bytes);
   if (!charge_bytes)
     return MM_EINVAL;
-  return request_acquire(mm, MM_POOL_EXECUTION, exec_id, charge_bytes,
-                         timeout_ns, NULL, NULL, NULL);
+  return request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
+                         ticket);
+}
+
+mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
+                               int64_t timeout_ns) {
+  return acquire_checked(mm, MM_POOL_EXECUTION, exec_id, bytes, timeout_ns,
+                         NULL, NULL, NULL);
 }
 
 mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
                              int64_t timeout_ns) {
-  if (!mm || !mmi_timeout_valid(timeout_ns))
-    return MM_EINVAL;
-  uint64_t charge_bytes = request_bytes(mm, MM_POOL_STORAGE, bytes);
-  if (!charge_bytes)
-    return MM_EINVAL;
-  return request_acquire(mm, MM_POOL_STORAGE, page_id, charge_bytes, timeout_ns,
-                         NULL, NULL, NULL);
+  return acquire_checked(mm, MM_POOL_STORAGE, page_id, bytes, timeout_ns, NULL,
+                         NULL, NULL);
 }
 
 mm_status mm_acquire_async(mm_t *mm, mm_pool pool, uint64_t id, size_t bytes,
@@ -130,14 +127,9 @@ mm_status mm_acquire_async(mm_t *mm, mm_pool pool, uint64_t id, size_t bytes,
                            uint64_t *ticket) {
   if (ticket)
     *ticket = 0;
-  if (!mm || !cb || !mmi_timeout_valid(timeout_ns) ||
-      (pool != MM_POOL_EXECUTION && pool != MM_POOL_STORAGE))
+  if (!cb || (pool != MM_POOL_EXECUTION && pool != MM_POOL_STORAGE))
     return MM_EINVAL;
-  uint64_t charge_bytes = request_bytes(mm, pool, bytes);
-  if (!charge_bytes)
-    return MM_EINVAL;
-  return request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
-                         ticket);
+  return acquire_checked(mm, pool, id, bytes, timeout_ns, cb, ctx, ticket);
 }
 
 mm_status mm_cancel(mm_t *mm, uint64_t ticket) {

@@ -188,18 +188,6 @@ static bool try_end(mm_t *mm, mmi_waiter *w, uint32_t to, mm_status st) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  return pool == MM_POOL_EXECUTION ? mmi_pool_charge_execution(&mm->pool, bytes)
-                                   : mmi_pool_charge_storage(&mm->pool, bytes);
-}
-
-static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  if (pool == MM_POOL_EXECUTION)
-    mmi_pool_uncharge_execution(&mm->pool, bytes);
-  else
-    mmi_pool_uncharge_storage(&mm->pool, bytes);
-}
-
 /* Decide what can be decided now; baton held. */
 static void dispatch_pass(mm_t *mm) {
   mmi_held *h = &mm->held;
@@ -230,14 +218,14 @@ static void dispatch_pass(mm_t *mm) {
       (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
     } else if (blocked[w->pool]) {
       done = false;
-    } else if (charge(mm, w->pool, w->bytes)) {
+    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes)) {
       uint32_t expect = W_WAITING;
       /* Commit point of a grant: the charge is this waiter's iff this CAS
        * wins; a deadline or cancel that won first gets nothing. */
       if (mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
         finish_granted(mm, w);
       } else {
-        uncharge(mm, w->pool, w->bytes);
+        mmi_pool_uncharge(&mm->pool, w->pool, w->bytes);
         mm_faa_seq_cst_u64(&h->pending, 1); /* freed again: pass again */
       }
     } else {

@@ -50,6 +50,7 @@
 #error "mm_dword halves assume a little-endian target"
 #endif
 
+/* The halves are indexed by mm_pool: MM_POOL_EXECUTION = 0, STORAGE = 1. */
 enum { HALF_EXEC = 0, HALF_STORAGE = 1 };
 
 void mmi_pool_init(mmi_pool *p, uint64_t total, uint64_t storage_init,
@@ -76,7 +77,7 @@ static uint64_t pool_cap(const mmi_pool *p, int half, mm_dword d) {
   return p->total - (exec > p->exec_init ? exec : p->exec_init);
 }
 
-static bool pool_charge(mmi_pool *p, int half, uint64_t bytes) {
+bool mmi_pool_charge(mmi_pool *p, int half, uint64_t bytes) {
   mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
   bool is_snapshot = false;
   for (;;) {
@@ -98,7 +99,7 @@ static bool pool_charge(mmi_pool *p, int half, uint64_t bytes) {
   }
 }
 
-static void pool_uncharge(mmi_pool *p, int half, uint64_t bytes) {
+void mmi_pool_uncharge(mmi_pool *p, int half, uint64_t bytes) {
   mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
   for (;;) {
     mm_dword next = cur;
@@ -111,19 +112,19 @@ static void pool_uncharge(mmi_pool *p, int half, uint64_t bytes) {
 }
 
 bool mmi_pool_charge_execution(mmi_pool *p, uint64_t bytes) {
-  return pool_charge(p, HALF_EXEC, bytes);
+  return mmi_pool_charge(p, HALF_EXEC, bytes);
 }
 
 bool mmi_pool_charge_storage(mmi_pool *p, uint64_t bytes) {
-  return pool_charge(p, HALF_STORAGE, bytes);
+  return mmi_pool_charge(p, HALF_STORAGE, bytes);
 }
 
 void mmi_pool_uncharge_execution(mmi_pool *p, uint64_t bytes) {
-  pool_uncharge(p, HALF_EXEC, bytes);
+  mmi_pool_uncharge(p, HALF_EXEC, bytes);
 }
 
 void mmi_pool_uncharge_storage(mmi_pool *p, uint64_t bytes) {
-  pool_uncharge(p, HALF_STORAGE, bytes);
+  mmi_pool_uncharge(p, HALF_STORAGE, bytes);
 }
 
 void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v) {

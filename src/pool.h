@@ -37,7 +37,13 @@ void mmi_pool_init(mmi_pool *p, uint64_t total, uint64_t storage_init,
 /* The most one storage charge could ever be granted. */
 uint64_t mmi_pool_storage_max(const mmi_pool *p);
 
-/* Charge @bytes (1 <= bytes <= total) if they fit now; true if charged. */
+/* Charge @bytes (1 <= bytes <= total) to pool @which (MM_POOL_EXECUTION
+ * or MM_POOL_STORAGE) if they fit now; true if charged. */
+bool mmi_pool_charge(mmi_pool *p, int which, uint64_t bytes);
+/* Return @bytes that an earlier charge of pool @which took. */
+void mmi_pool_uncharge(mmi_pool *p, int which, uint64_t bytes);
+
+/* The same, by name. */
 bool mmi_pool_charge_execution(mmi_pool *p, uint64_t bytes);
 bool mmi_pool_charge_storage(mmi_pool *p, uint64_t bytes);
 

@@ -129,36 +129,63 @@ void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
   page_unlink(mm, pg);
 }
 
+/* The rules of the table above, one per call: from state @s, the next
+ * state in *@next and MM_OK, or the status that refuses the change. */
+static mm_status release_rule(uint64_t s, uint64_t *next) {
+  *next = PAGE_RETIRED;
+  return (s & PAGE_PINS_MASK) ? MM_EBUSY : MM_OK;
+}
+
+static mm_status pin_rule(uint64_t s, uint64_t *next) {
+  *next = s + 1;
+  return (s & PAGE_PINS_MASK) == PAGE_PINS_MASK ? MM_EINVAL : MM_OK;
+}
+
+static mm_status unpin_rule(uint64_t s, uint64_t *next) {
+  *next = s - 1;
+  return (s & PAGE_PINS_MASK) == 0 ? MM_EINVAL : MM_OK;
+}
+
+/*
+ * One decision about live page @page_id, made by @rule and committed by
+ * one CAS on its state: the commit point of a release, a pin or an unpin.
+ * Because each change is a single CAS from the exact state the rule saw,
+ * a pin and a release of the same page cannot both win.  On MM_OK, *@pg
+ * is the page and *@before the state the CAS replaced.  In a read section.
+ */
+static mm_status page_change(mm_t *mm, uint64_t page_id,
+                             mm_status (*rule)(uint64_t s, uint64_t *next),
+                             mmi_page **pg, uint64_t *before) {
+  *pg = page_find_live(mm, page_id);
+  if (!*pg)
+    return MM_ENOENT;
+  uint64_t s = mm_load_relaxed_u64(&(*pg)->state), next;
+  for (;;) {
+    if (s & PAGE_RETIRED)
+      return MM_ENOENT; /* released by another thread meanwhile */
+    mm_status st = rule(s, &next);
+    if (st != MM_OK)
+      return st;
+    /* acq_rel: a pin's later read of the page's data comes after it */
+    if (mm_cas_acq_rel_u64(&(*pg)->state, &s, next)) {
+      *before = s;
+      return MM_OK;
+    }
+  }
+}
+
 mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   if (!mm)
     return MM_EINVAL;
-
-  mm_status st = MM_ENOENT;
+  mmi_page *pg;
+  uint64_t before;
   mmi_rcu_read_lock();
-  mmi_page *pg = page_find_live(mm, page_id);
-  if (pg) {
-    uint64_t s = mm_load_relaxed_u64(&pg->state);
-    for (;;) {
-      if (s & PAGE_RETIRED) {
-        st = MM_ENOENT;
-        break;
-      }
-      if (s & PAGE_PINS_MASK) {
-        st = MM_EBUSY;
-        break;
-      }
-      /* Commit point: an unpinned live page becomes retired; no pin can
-       * succeed after this CAS, and no other release can win it. */
-      if (mm_cas_acq_rel_u64(&pg->state, &s, PAGE_RETIRED)) {
-        st = MM_OK;
-        break;
-      }
-    }
-    if (st == MM_OK) {
-      mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
-      mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
-      page_unlink(mm, pg); /* pg stays readable to the end of the section */
-    }
+  mm_status st = page_change(mm, page_id, release_rule, &pg, &before);
+  if (st == MM_OK) {
+    /* Retired: no pin can succeed now and no other release can win it. */
+    mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
+    mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+    page_unlink(mm, pg); /* pg stays readable to the end of the section */
   }
   mmi_rcu_read_unlock();
   if (st == MM_OK)
@@ -169,34 +196,15 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
 mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data) {
   if (!mm)
     return MM_EINVAL;
-
-  mm_status st = MM_ENOENT;
+  mmi_page *pg;
+  uint64_t before;
   mmi_rcu_read_lock();
-  mmi_page *pg = page_find_live(mm, page_id);
-  if (pg) {
-    uint64_t s = mm_load_relaxed_u64(&pg->state);
-    for (;;) {
-      if (s & PAGE_RETIRED) {
-        st = MM_ENOENT;
-        break;
-      }
-      if ((s & PAGE_PINS_MASK) == PAGE_PINS_MASK) {
-        st = MM_EINVAL;
-        break;
-      }
-      /* Commit point: the pin exists iff this CAS succeeds; the acquire
-       * half orders the read of pg->data below after it. */
-      if (mm_cas_acq_rel_u64(&pg->state, &s, s + 1)) {
-        st = MM_OK;
-        break;
-      }
-    }
-    if (st == MM_OK) {
-      if ((s & PAGE_PINS_MASK) == 0)
-        mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
-      if (data)
-        *data = pg->data;
-    }
+  mm_status st = page_change(mm, page_id, pin_rule, &pg, &before);
+  if (st == MM_OK) {
+    if ((before & PAGE_PINS_MASK) == 0)
+      mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+    if (data)
+      *data = pg->data;
   }
   mmi_rcu_read_unlock();
   return st;
@@ -205,30 +213,12 @@ mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data) {
 mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   if (!mm)
     return MM_EINVAL;
-
-  mm_status st = MM_ENOENT;
+  mmi_page *pg;
+  uint64_t before;
   mmi_rcu_read_lock();
-  mmi_page *pg = page_find_live(mm, page_id);
-  if (pg) {
-    uint64_t s = mm_load_relaxed_u64(&pg->state);
-    for (;;) {
-      if (s & PAGE_RETIRED) {
-        st = MM_ENOENT;
-        break;
-      }
-      if ((s & PAGE_PINS_MASK) == 0) {
-        st = MM_EINVAL;
-        break;
-      }
-      /* Commit point: one pin fewer. */
-      if (mm_cas_acq_rel_u64(&pg->state, &s, s - 1)) {
-        st = MM_OK;
-        break;
-      }
-    }
-    if (st == MM_OK && (s & PAGE_PINS_MASK) == 1)
-      mmi_count_sub(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
-  }
+  mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
+  if (st == MM_OK && (before & PAGE_PINS_MASK) == 1)
+    mmi_count_sub(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
   mmi_rcu_read_unlock();
   return st;
 }
