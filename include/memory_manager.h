@@ -144,6 +144,9 @@ typedef struct mm_config {
   int64_t overtake_limit_ns;      /* how long a held request may be passed
                                      over by younger, smaller ones that
                                      fit; 0 means 10 ms; negative: EINVAL */
+  unsigned lru_samples;           /* MM_EVICT_SAMPLED_LRU: unpinned pages
+                                     compared per victim; 0 means 5; at
+                                     most 64 */
 } mm_config;
 
 /*

@@ -3,16 +3,18 @@
  * execution or storage, comes through request_acquire.
  *
  *   check the arguments (MM_EINVAL: nothing happens)
- *   storage: is the page id taken?  (MM_EEXIST)
- *   may it charge now?  (no held requests of its pool in the way: held.c)
- *     yes, and it fits: charge (commit point), book it to the exec id or
- *                       publish the page  -> MM_OK
+ *   storage: reserve the page id  (MM_EEXIST if taken)
+ *   may it charge now?  (no held requests in its way: held.c)
+ *     yes, and it fits (or eviction makes it fit): charge (commit point),
+ *         book it to the exec id or make the page live  -> MM_OK
  *   MM_NO_WAIT: declined  -> MM_ENOMEM
  *   otherwise: held (held.c) -> the outcome, or MM_EINPROGRESS
  *
- * A failure after the charge (a record allocation, losing a duplicate-id
- * race) returns the charge before answering, and lets held requests see
- * the memory again.
+ * A storage request reserves its page id before anything else, so that a
+ * duplicate costs nothing.  A request that does not fit in free memory may
+ * evict unpinned storage pages (evict.c), all or nothing.  A failure
+ * after the charge (a record allocation) returns the charge before
+ * answering, and lets held requests see the memory again.
  */
 #include "mm_internal.h"
 
@@ -32,14 +34,34 @@ static uint64_t request_bytes(const mm_t *mm, mm_pool pool, size_t bytes) {
   return rounded <= mmi_pool_storage_max(&mm->pool) ? rounded : 0;
 }
 
+/* Charge @bytes of @pool now: from free memory, or by evicting unpinned
+ * storage pages (all or nothing).  For execution, *@spare is a record the
+ * grant's attribution can use, allocated before anything is evicted. */
+static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
+                       struct mmi_exec **spare) {
+  if (mmi_pool_charge(&mm->pool, pool, bytes))
+    return true;
+  if (mmi_pool_storage_used(&mm->pool) == 0)
+    return false; /* no page to evict */
+  if (pool == MM_POOL_EXECUTION && !(*spare = mmi_exec_spare_new()))
+    return false;
+  bool freed_more, ok = mmi_evict_charge(mm, pool, bytes, &freed_more);
+  if (!ok || freed_more)
+    mmi_held_after_release(mm); /* a reservation returned, or an excess */
+  return ok;
+}
+
 static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                                  uint64_t bytes, int64_t timeout_ns,
                                  mm_grant_fn cb, void *ctx, uint64_t *ticket) {
   mm_status st;
   struct mmi_page *pg = NULL;
+  struct mmi_exec *spare = NULL;
 
   mmi_rcu_read_lock();
   if (pool == MM_POOL_STORAGE) {
+    /* Reserve the id first: a duplicate is refused before anything is
+     * charged or evicted, and nothing evicted is ever wasted on it. */
     if (mmi_page_exists(mm, id)) {
       st = MM_EEXIST;
       goto out;
@@ -49,20 +71,25 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
       mmi_count_add(&mm->counters, MMI_DECLINED, 1);
       goto out;
     }
+    if ((st = mmi_page_reserve(mm, pg)) != MM_OK) {
+      mmi_page_free_unpublished(pg); /* never published */
+      pg = NULL;
+      goto out;
+    }
   }
 
   if (mmi_held_may_take_now(mm, pool, timeout_ns) &&
-      mmi_pool_charge(&mm->pool, pool, bytes)) {
-    st = pool == MM_POOL_EXECUTION ? mmi_exec_attribute(mm, id, bytes, NULL)
-                                   : mmi_page_publish(mm, pg, false);
-    if (st == MM_OK) {
-      mmi_count_add(&mm->counters, MMI_GRANTED, 1);
-      pg = NULL; /* published */
+      charge_now(mm, pool, bytes, &spare)) {
+    if (pool == MM_POOL_STORAGE) {
+      mmi_page_activate(mm, pg);
+      pg = NULL;
+      st = MM_OK;
+    } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare)) != MM_OK) {
+      uncharge(mm, pool, bytes); /* out of memory for its record */
+      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
       goto out;
     }
-    uncharge(mm, pool, bytes);
-    if (st == MM_ENOMEM)
-      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    mmi_count_add(&mm->counters, MMI_GRANTED, 1);
     goto out;
   }
 
@@ -72,15 +99,12 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     goto out;
   }
 
-  /* Held.  A storage request reserves its page id first, so that a
-   * duplicate is refused now and not when memory arrives. */
-  if (pg) {
-    st = mmi_page_publish(mm, pg, true);
-    if (st != MM_OK)
-      goto out;
-  }
+  /* Held; the hold owns the reserved page now. */
   struct mmi_page *reserved = pg;
-  pg = NULL; /* the hold owns it now */
+  pg = NULL;
+  if (spare)
+    mmi_exec_spare_free(spare);
+  spare = NULL;
   if (cb) {
     st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, cb, ctx,
                        ticket);
@@ -92,7 +116,9 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
 
 out:
   if (pg)
-    mmi_page_free_unpublished(pg);
+    mmi_page_abandon(mm, pg);
+  if (spare)
+    mmi_exec_spare_free(spare);
   mmi_rcu_read_unlock();
   return st;
 }
@@ -101,7 +127,7 @@ out:
 static mm_status acquire_checked(mm_t *mm, mm_pool pool, uint64_t id,
                                  size_t bytes, int64_t timeout_ns,
                                  mm_grant_fn cb, void *ctx, uint64_t *ticket) {
-  if (!mm || !mmi_timeout_valid(timeout_ns))
+  if (!mm || !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback())
     return MM_EINVAL;
   uint64_t charge_bytes = request_bytes(mm, pool, bytes);
   if (!charge_bytes)

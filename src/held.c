@@ -188,6 +188,22 @@ static bool try_end(mm_t *mm, mmi_waiter *w, uint32_t to, mm_status st) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
+/* Charge @w's bytes by evicting unpinned pages, if that is worth trying.
+ * The eviction callbacks run here, on the dispatching thread. */
+static bool pass_evict(mm_t *mm, mmi_waiter *w, bool may_evict[2]) {
+  if (!may_evict[w->pool] || mmi_pool_storage_used(&mm->pool) == 0)
+    return false;
+  bool freed_more;
+  mmi_rcu_read_lock();
+  bool ok = mmi_evict_charge(mm, w->pool, w->bytes, &freed_more);
+  mmi_rcu_read_unlock();
+  if (!ok)
+    may_evict[w->pool] = false;
+  if (freed_more) /* an older waiter passed over may fit now */
+    mm_faa_seq_cst_u64(&mm->held.pending, 1);
+  return ok;
+}
+
 /* Decide what can be decided now; baton held. */
 static void dispatch_pass(mm_t *mm) {
   mmi_held *h = &mm->held;
@@ -206,6 +222,10 @@ static void dispatch_pass(mm_t *mm) {
   mmi_rcu_read_unlock();
 
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
+  /* At most one failed eviction per pool per pass (a failed one is costly
+   * and says that little is evictable), and none from inside an eviction
+   * callback (the engine's callback must not be re-entered). */
+  bool may_evict[2] = {!mmi_in_evict_callback(), !mmi_in_evict_callback()};
   bool blocked[2] = {false, false};
   int64_t bar_at[2] = {MM_FOREVER_NS, MM_FOREVER_NS};
   mmi_waiter *prev = NULL, *w = h->head;
@@ -218,7 +238,8 @@ static void dispatch_pass(mm_t *mm) {
       (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
     } else if (blocked[w->pool]) {
       done = false;
-    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes)) {
+    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes) ||
+               pass_evict(mm, w, may_evict)) {
       uint32_t expect = W_WAITING;
       /* Commit point of a grant: the charge is this waiter's iff this CAS
        * wins; a deadline or cancel that won first gets nothing. */

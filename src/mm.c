@@ -81,6 +81,15 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
 
   if (out->eviction != MM_EVICT_RANDOM && out->eviction != MM_EVICT_SAMPLED_LRU)
     return MM_EINVAL;
+  if (out->lru_samples == 0)
+    out->lru_samples = MMI_DEFAULT_LRU_SAMPLES;
+  if (out->lru_samples > MMI_MAX_LRU_SAMPLES)
+    return MM_EINVAL;
+
+  /* The victim set keeps two slots per page storage could ever hold. */
+  uint64_t storage_max = out->storage_may_borrow ? out->total_bytes : storage;
+  if (storage_max / out->page_size > MMI_MAX_PAGES)
+    return MM_EINVAL;
 
   if (out->overtake_limit_ns < 0)
     return MM_EINVAL;
@@ -117,7 +126,10 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   mmi_counters_init(&mm->counters);
   mm->execs = mmi_registry_new();
   mm->pages = mmi_registry_new();
-  if (!mm->execs || !mm->pages || mmi_held_init(mm) != MM_OK) {
+  bool victims = mm->execs && mm->pages && mmi_victims_init(mm) == MM_OK;
+  if (!victims || mmi_held_init(mm) != MM_OK) {
+    if (victims)
+      mmi_victims_fini(mm);
     if (mm->execs)
       mmi_registry_destroy(mm->execs, mmi_exec_drop);
     if (mm->pages)
@@ -135,16 +147,9 @@ void mm_destroy(mm_t *mm) {
   mmi_held_shutdown(mm);
   mmi_registry_destroy(mm->pages, mmi_page_drop);
   mmi_registry_destroy(mm->execs, mmi_exec_drop);
+  mmi_victims_fini(mm);
   mmi_meta_free(mm);
   mmi_rcu_barrier(); /* records retired earlier are freed before we return */
-}
-
-/* A counter that goes up and down: while threads are counting, its
- * decrement may be summed before its increment, so a sum below zero is
- * read as zero. */
-static uint64_t gauge(const mmi_counters *cs, mmi_counter c) {
-  int64_t v = (int64_t)mmi_count_sum(cs, c);
-  return v < 0 ? 0 : (uint64_t)v;
 }
 
 void mm_get_stats(const mm_t *mm, mm_stats *out) {
@@ -167,15 +172,15 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->storage_borrowed_bytes = v.storage_borrowed;
 
   const mmi_counters *cs = &mm->counters;
-  out->storage_pinned_bytes = gauge(cs, MMI_PINNED_BYTES);
+  out->storage_pinned_bytes = mmi_count_gauge(cs, MMI_PINNED_BYTES);
   out->granted = mmi_count_sum(cs, MMI_GRANTED);
   out->declined = mmi_count_sum(cs, MMI_DECLINED);
   out->held = mmi_count_sum(cs, MMI_HELD);
-  out->held_now = gauge(cs, MMI_HELD_NOW);
+  out->held_now = mmi_count_gauge(cs, MMI_HELD_NOW);
   out->timed_out = mmi_count_sum(cs, MMI_TIMED_OUT);
   out->cancelled = mmi_count_sum(cs, MMI_CANCELLED);
   out->evictions = mmi_count_sum(cs, MMI_EVICTIONS);
   out->evicted_bytes = mmi_count_sum(cs, MMI_EVICTED_BYTES);
-  out->storage_pages = gauge(cs, MMI_STORAGE_PAGES);
-  out->execution_ids = gauge(cs, MMI_EXEC_IDS);
+  out->storage_pages = mmi_count_gauge(cs, MMI_STORAGE_PAGES);
+  out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
 }

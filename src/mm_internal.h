@@ -8,6 +8,7 @@
 
 #include "memory_manager.h"
 
+#include "evict.h"
 #include "held.h"
 #include "pool.h"
 #include "registry.h"
@@ -21,6 +22,9 @@
 #define MMI_DEFAULT_PAGE        ((size_t)4096)
 #define MMI_DEFAULT_MAX_EXEC    ((size_t)8 << 20)
 #define MMI_DEFAULT_OVERTAKE_NS ((int64_t)10 * 1000 * 1000)
+#define MMI_DEFAULT_LRU_SAMPLES 5u
+#define MMI_MAX_LRU_SAMPLES     64u
+#define MMI_MAX_PAGES           ((uint64_t)1 << 30) /* storage, in pages */
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
@@ -30,7 +34,8 @@ struct mm {
   mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
   mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
-  mmi_held held; /* requests waiting for memory (held.c) */
+  mmi_held held;       /* requests waiting for memory (held.c) */
+  mmi_victims victims; /* live pages, for eviction (evict.c) */
   mmi_counters counters;
 };
 
@@ -58,17 +63,21 @@ uint64_t mmi_page_round(const mm_t *mm, size_t bytes);
 /* Is @page_id registered (live or reserved by a held request)?  In a read
  * section. */
 bool mmi_page_exists(mm_t *mm, uint64_t page_id);
-/* A private record, unpinned; NULL if out of memory. */
+/* A private record; NULL if out of memory. */
 struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes);
 void mmi_page_free_unpublished(struct mmi_page *pg);
-/* Publish a live page, or (@pending) reserve its id for a held request:
- * pins and releases see no such page, acquires see MM_EEXIST.  MM_EEXIST
- * if the id is taken.  In a read section. */
-mm_status mmi_page_publish(mm_t *mm, struct mmi_page *pg, bool pending);
-/* A held request's reserved page: granted (now live), or abandoned
- * (unlinked and freed through RCU).  In a read section. */
+/* Reserve the page's id: the record is registered PENDING (pins and
+ * releases see no such page, acquires see MM_EEXIST).  MM_EEXIST if the
+ * id is taken.  In a read section. */
+mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg);
+/* A reserved page whose bytes are now charged becomes live, unpinned, and
+ * joins the victim set; or it is abandoned (unlinked, freed through
+ * RCU).  In a read section. */
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg);
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
+/* Unlink a retired record; the one caller whose unlink succeeds retires
+ * it through RCU.  In a read section. */
+void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);
 void mmi_page_drop(mmi_node *n);
 
 #endif /* MM_INTERNAL_H */

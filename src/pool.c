@@ -99,6 +99,41 @@ bool mmi_pool_charge(mmi_pool *p, int half, uint64_t bytes) {
   }
 }
 
+uint64_t mmi_pool_charge_upto(mmi_pool *p, int half, uint64_t bytes) {
+  mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
+  for (;;) {
+    uint64_t cap = pool_cap(p, half, cur), used = cur.half[half];
+    uint64_t room = cap > used ? cap - used : 0;
+    uint64_t take = room < bytes ? room : bytes;
+    if (take == 0)
+      return 0; /* a torn guess may say so falsely: harmless, best effort */
+    mm_dword next = cur;
+    next.half[half] += take;
+    /* Commit point, as in mmi_pool_charge. */
+    if (mm_dword_cas_acq_rel(&p->used, &cur, next))
+      return take;
+  }
+}
+
+void mmi_pool_move_from_storage(mmi_pool *p, int half, uint64_t out,
+                                uint64_t in) {
+  assert(in <= out);
+  mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
+  for (;;) {
+    mm_dword next = cur;
+    next.half[HALF_STORAGE] -= out;
+    next.half[half] += in;
+    /* Commit point: one CAS; total use only drops. */
+    if (mm_dword_cas_acq_rel(&p->used, &cur, next))
+      break;
+  }
+  assert(cur.half[HALF_STORAGE] >= out);
+}
+
+uint64_t mmi_pool_storage_used(const mmi_pool *p) {
+  return mm_dword_load_half_relaxed(&p->used, HALF_STORAGE);
+}
+
 void mmi_pool_uncharge(mmi_pool *p, int half, uint64_t bytes) {
   mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
   for (;;) {

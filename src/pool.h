@@ -51,6 +51,20 @@ bool mmi_pool_charge_storage(mmi_pool *p, uint64_t bytes);
 void mmi_pool_uncharge_execution(mmi_pool *p, uint64_t bytes);
 void mmi_pool_uncharge_storage(mmi_pool *p, uint64_t bytes);
 
+/* Charge as much of @bytes to pool @which as fits now, up to all of it;
+ * returns what was charged (0 if nothing is free). */
+uint64_t mmi_pool_charge_upto(mmi_pool *p, int which, uint64_t bytes);
+
+/* Evicted storage pages change hands: storage use drops by @out (the
+ * evicted bytes, still charged until now) and pool @which gains @in
+ * (@in <= @out).  One CAS; cannot fail, cannot over-commit (use drops by
+ * @out - @in). */
+void mmi_pool_move_from_storage(mmi_pool *p, int which, uint64_t out,
+                                uint64_t in);
+
+/* Storage bytes in use now (one atomic read of that half). */
+uint64_t mmi_pool_storage_used(const mmi_pool *p);
+
 void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v);
 
 #endif /* MM_POOL_H */

@@ -21,7 +21,7 @@
 static mm_atomic_u32 next_stripe;
 static _Thread_local uint32_t my_stripe_plus1; /* 0: not dealt yet */
 
-static uint32_t my_stripe(void) {
+uint32_t mmi_stripe_of_thread(void) {
   if (my_stripe_plus1 == 0)
     my_stripe_plus1 = mm_faa_relaxed_u32(&next_stripe, 1) % MMI_STRIPES + 1;
   return my_stripe_plus1 - 1;
@@ -34,7 +34,12 @@ void mmi_counters_init(mmi_counters *cs) {
 }
 
 void mmi_count_add(mmi_counters *cs, mmi_counter c, uint64_t delta) {
-  mm_faa_relaxed_u64(&cs->stripe[my_stripe()].c[c], delta);
+  mm_faa_relaxed_u64(&cs->stripe[mmi_stripe_of_thread()].c[c], delta);
+}
+
+uint64_t mmi_count_gauge(const mmi_counters *cs, mmi_counter c) {
+  int64_t v = (int64_t)mmi_count_sum(cs, c);
+  return v < 0 ? 0 : (uint64_t)v;
 }
 
 uint64_t mmi_count_sum(const mmi_counters *cs, mmi_counter c) {

@@ -50,4 +50,12 @@ static inline void mmi_count_sub(mmi_counters *cs, mmi_counter c,
 /* The sum over stripes: exact once nothing is counting. */
 uint64_t mmi_count_sum(const mmi_counters *cs, mmi_counter c);
 
+/* The same for a counter that goes up and down: while threads are
+ * counting, a decrement may be summed before its increment, so a sum below
+ * zero reads as zero. */
+uint64_t mmi_count_gauge(const mmi_counters *cs, mmi_counter c);
+
+/* The stripe the calling thread counts on (dealt on first use). */
+uint32_t mmi_stripe_of_thread(void);
+
 #endif /* MM_STATS_H */

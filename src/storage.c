@@ -33,21 +33,12 @@
  */
 #include "mm_internal.h"
 
-#define PAGE_RETIRED   ((uint64_t)1 << 63)
-#define PAGE_PENDING   ((uint64_t)1 << 62)
-#define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
+#include "page.h"
 
-typedef struct mmi_page {
-  mmi_node node;
-  uint64_t bytes; /* as charged: a multiple of page_size */
-  void *data;     /* NULL: accounting-only */
-  mm_atomic_u64 state;
-} mmi_page;
-
-/* Unlink a retired record.  Everyone who meets a retired record calls
- * this; exactly one call unlinks it, and that call retires it through RCU
- * (readers may still hold it).  In a read section. */
-static void page_unlink(mm_t *mm, mmi_page *pg) {
+/* Everyone who meets a retired record calls this; exactly one call
+ * unlinks it, and that call retires it through RCU (readers may still
+ * hold it). */
+void mmi_page_unlink(mm_t *mm, mmi_page *pg) {
   if (mmi_registry_remove(mm->pages, &pg->node))
     mmi_rcu_retire(&pg->node);
 }
@@ -60,18 +51,18 @@ static mmi_page *page_find(mm_t *mm, uint64_t page_id) {
     return NULL;
   mmi_page *pg = caa_container_of(n, mmi_page, node);
   if (mm_load_relaxed_u64(&pg->state) & PAGE_RETIRED) {
-    page_unlink(mm, pg);
+    mmi_page_unlink(mm, pg);
     return NULL;
   }
   return pg;
 }
 
-/* The live record for @page_id, or NULL: pending pages are not pinned,
- * unpinned or released.  In a read section. */
+/* The live record for @page_id, or NULL: pending pages and pages being
+ * evicted are not pinned, unpinned or released.  In a read section. */
 static mmi_page *page_find_live(mm_t *mm, uint64_t page_id) {
   mmi_page *pg = page_find(mm, page_id);
   /* acquire: pairs with mmi_page_activate's release */
-  if (pg && (mm_load_acquire_u64(&pg->state) & PAGE_PENDING))
+  if (pg && (mm_load_acquire_u64(&pg->state) & (PAGE_PENDING | PAGE_EVICTING)))
     return NULL;
   return pg;
 }
@@ -94,15 +85,16 @@ struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
   pg->node.key = page_id;
   pg->bytes = bytes;
   pg->data = NULL;
-  mm_store_relaxed_u64(&pg->state, 0); /* born unpinned */
+  mm_store_relaxed_u64(&pg->state, PAGE_PENDING);
+  mm_store_relaxed_u64(&pg->last_use, 0);
+  pg->slot = 0;
+  pg->claimed = NULL;
   return pg;
 }
 
 void mmi_page_free_unpublished(struct mmi_page *pg) { mmi_meta_free(pg); }
 
-mm_status mmi_page_publish(mm_t *mm, struct mmi_page *pg, bool pending) {
-  if (pending)
-    mm_store_relaxed_u64(&pg->state, PAGE_PENDING);
+mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg) {
   for (;;) {
     mmi_node *got = mmi_registry_insert_unique(mm->pages, &pg->node);
     if (got == &pg->node)
@@ -110,23 +102,22 @@ mm_status mmi_page_publish(mm_t *mm, struct mmi_page *pg, bool pending) {
     mmi_page *other = caa_container_of(got, mmi_page, node);
     if (!(mm_load_relaxed_u64(&other->state) & PAGE_RETIRED))
       return MM_EEXIST;
-    page_unlink(mm, other); /* a dying record: clear it, retry */
+    mmi_page_unlink(mm, other); /* a dying record: clear it, retry */
   }
-  if (!pending)
-    mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
   return MM_OK;
 }
 
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg) {
+  mmi_victims_add(mm, pg); /* still PENDING: no probe claims it yet */
   /* release: whoever finds the page live finds it complete.  Only the
-   * grant of its held request writes a pending page's state. */
+   * request that reserved a pending page writes its state. */
   mm_store_release_u64(&pg->state, 0);
   mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
 }
 
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
   mm_store_release_u64(&pg->state, PAGE_RETIRED);
-  page_unlink(mm, pg);
+  mmi_page_unlink(mm, pg);
 }
 
 /* The rules of the table above, one per call: from state @s, the next
@@ -161,8 +152,8 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
     return MM_ENOENT;
   uint64_t s = mm_load_relaxed_u64(&(*pg)->state), next;
   for (;;) {
-    if (s & PAGE_RETIRED)
-      return MM_ENOENT; /* released by another thread meanwhile */
+    if (s & (PAGE_RETIRED | PAGE_EVICTING))
+      return MM_ENOENT; /* released or being evicted meanwhile */
     mm_status st = rule(s, &next);
     if (st != MM_OK)
       return st;
@@ -183,9 +174,10 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   mm_status st = page_change(mm, page_id, release_rule, &pg, &before);
   if (st == MM_OK) {
     /* Retired: no pin can succeed now and no other release can win it. */
+    mmi_victims_remove(mm, pg); /* before the charge is returned */
     mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
     mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
-    page_unlink(mm, pg); /* pg stays readable to the end of the section */
+    mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
   }
   mmi_rcu_read_unlock();
   if (st == MM_OK)
@@ -203,6 +195,7 @@ mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data) {
   if (st == MM_OK) {
     if ((before & PAGE_PINS_MASK) == 0)
       mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+    mmi_victims_touch(mm, pg);
     if (data)
       *data = pg->data;
   }
@@ -217,9 +210,12 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
-  if (st == MM_OK && (before & PAGE_PINS_MASK) == 1)
+  bool evictable = st == MM_OK && (before & PAGE_PINS_MASK) == 1;
+  if (evictable)
     mmi_count_sub(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
   mmi_rcu_read_unlock();
+  if (evictable)
+    mmi_held_after_release(mm); /* a held request may evict it now */
   return st;
 }
 

@@ -1,6 +1,7 @@
 /*
  * mm_demo.c -- a tour of the manager on its defaults: both pools,
- * borrowing and repaying, pins, declines, then many threads at once.
+ * borrowing and repaying, eviction, pins, declines, then many threads at
+ * once.
  *
  *   mm-demo [threads] [seconds]      (defaults: 8 threads, 1 second)
  *
@@ -46,28 +47,41 @@ static void show(const char *what, const mm_t *mm) {
   }
 }
 
+static atomic_ullong evicted_pages;
+static void count_eviction(void *ctx, uint64_t page, void *data, size_t bytes) {
+  (void)ctx, (void)page, (void)data, (void)bytes;
+  atomic_fetch_add(&evicted_pages, 1);
+}
+
 static void tour(mm_t *mm) {
-  printf("1. Two pools, one budget of 1 GiB (storage fraction 0.5):\n");
+  printf("1. Two pools, one budget of 1 GiB (storage fraction 0.5; storage\n"
+         "   below 128 MiB is protected from execution):\n");
   show("created", mm);
 
-  printf("2. The page cache loads 256 MiB of 64 KiB pages and pins one:\n");
-  for (uint64_t page = 0; page < 4096; page++)
+  printf("2. The page cache loads 384 MiB of 64 KiB pages and pins one:\n");
+  for (uint64_t page = 0; page < 6144; page++)
     EXPECT(mm_acquire_storage(mm, page, 64 << 10, MM_NO_WAIT), MM_OK);
   EXPECT(mm_acquire_storage(mm, 0, 64 << 10, MM_NO_WAIT), MM_EEXIST);
   EXPECT(mm_pin_storage(mm, 7, NULL), MM_OK);
   EXPECT(mm_release_storage(mm, 7), MM_EBUSY);
-  show("256 MiB cached, page 7 pinned", mm);
+  show("384 MiB cached, page 7 pinned", mm);
 
   printf("3. A hash join (exec id 1) takes 8 MiB at a time:\n");
   int chunks = 0;
   while (mm_acquire_execution(mm, 1, 8 * MiB, MM_NO_WAIT) == MM_OK)
     chunks++;
-  printf("  granted %d chunks (%d MiB): its own 512 MiB, then the 256 MiB\n"
-         "  storage was not using, borrowed; the next chunk is declined\n",
-         chunks, chunks * 8);
+  printf(
+      "  granted %d chunks (%d MiB): its own 512 MiB, the 128 MiB storage\n"
+      "  was not using (borrowed), then %llu unpinned pages evicted down to\n"
+      "  the protected 128 MiB; the next chunk is declined\n",
+      chunks, chunks * 8, (unsigned long long)atomic_load(&evicted_pages));
   show("execution full, storage lent", mm);
-  EXPECT(mm_acquire_storage(mm, 5000, 4096, MM_NO_WAIT), MM_ENOMEM);
-  printf("  a new cache page is declined: the capacity is lent out\n");
+  EXPECT(mm_pin_storage(mm, 7, NULL), MM_OK); /* the pinned page survived */
+  EXPECT(mm_unpin_storage(mm, 7), MM_OK);
+  unsigned long long before = atomic_load(&evicted_pages);
+  EXPECT(mm_acquire_storage(mm, 9000, 4096, MM_NO_WAIT), MM_OK);
+  printf("  a new cache page evicts %llu unpinned page to make room\n",
+         atomic_load(&evicted_pages) - before);
 
   printf("4. The join releases 100 MiB: borrowed capacity is repaid first:\n");
   EXPECT(mm_release_execution(mm, 1, 100 * MiB), MM_OK);
@@ -78,9 +92,16 @@ static void tour(mm_t *mm) {
   show("pools back at their initial sizes", mm);
 
   EXPECT(mm_unpin_storage(mm, 7), MM_OK);
-  for (uint64_t page = 0; page < 4096; page++)
-    EXPECT(mm_release_storage(mm, page), MM_OK);
-  show("cache emptied", mm);
+  int gone = 0;
+  for (uint64_t page = 0; page < 6144; page++)
+    gone += mm_release_storage(mm, page) == MM_ENOENT;
+  EXPECT(mm_release_storage(mm, 9000), MM_OK);
+  printf("  cache emptied (%d pages had been evicted)\n", gone);
+  show("empty", mm);
+  if ((unsigned long long)gone != atomic_load(&evicted_pages)) {
+    fprintf(stderr, "mm-demo: evictions and missing pages disagree\n");
+    failures++;
+  }
 }
 
 /* ---- many threads ------------------------------------------------------ */
@@ -151,6 +172,11 @@ static void crowd(mm_t *mm, int threads, double seconds) {
   for (int i = 0; i < threads; i++)
     pthread_join(t[i], NULL);
   free(t);
+  /* A release that met a page claimed by an eviction in progress got
+   * MM_ENOENT; if that eviction was abandoned, the page is still there. */
+  for (int i = 1; i <= threads; i++)
+    for (uint64_t k = 0; k < 256; k++)
+      (void)mm_release_storage(mm, ((uint64_t)i << 32) | k);
   printf("  %llu operations, %llu declined, %d pictures checked mid-run\n",
          (unsigned long long)atomic_load(&ops),
          (unsigned long long)atomic_load(&declines), checks);
@@ -174,6 +200,8 @@ int main(int argc, char **argv) {
   mm_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.total_bytes = (size_t)1 << 30;
+  cfg.storage_protected_bytes = 128 * MiB;
+  cfg.on_evict = count_eviction;
   mm_t *mm;
   mm_status st = mm_create(&cfg, &mm);
   if (st != MM_OK) {

@@ -17,8 +17,11 @@
 #include "mm_test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #define THREADS      16
 #define OPS          20000
@@ -75,7 +78,24 @@ static void *monitor(void *arg) {
 
 /* ---- each thread on its own ids ---------------------------------------- */
 
+/* Pages are evicted by other threads' requests.  The callback hands the
+ * page back to its owner's books (shadow, and a flag the owner reads),
+ * and checks that its owner holds no pin on it and that it was not
+ * evicted before. */
 #define MY_PAGES 32
+static atomic_int pins_held[THREADS][MY_PAGES];        /* by the owner */
+static atomic_size_t evicted_bytes[THREADS][MY_PAGES]; /* 0: not evicted */
+
+static void on_evict(void *ctx, uint64_t page_id, void *data, size_t bytes) {
+  (void)ctx;
+  (void)data;
+  uint64_t me = page_id >> 32, k = page_id & 0xffffffff;
+  CHECK(me < THREADS && k < MY_PAGES);
+  CHECK(atomic_load(&pins_held[me][k]) == 0); /* never a pinned page */
+  shadow_release(bytes);
+  size_t was = atomic_exchange(&evicted_bytes[me][k], bytes);
+  CHECK(was == 0); /* each eviction once */
+}
 
 static void *own_ids_worker(void *arg) {
   uint64_t me = (uint64_t)(intptr_t)arg;
@@ -83,17 +103,27 @@ static void *own_ids_worker(void *arg) {
   uint64_t exec_id = me;
   size_t held = 0;
   size_t page_bytes[MY_PAGES] = {0}; /* 0: not registered */
-  int pins[MY_PAGES] = {0};
+  bool lost[MY_PAGES] = {0}; /* answered as gone: evicted, or about to be */
   pthread_barrier_wait(&start_line);
 
   for (int op = 0; op < OPS; op++) {
     uint64_t r = rng_next(&rng);
     int k = (int)(r >> 40) % MY_PAGES;
     uint64_t page_id = (me << 32) | (uint64_t)k;
+    if (atomic_load(&evicted_bytes[me][k])) { /* its callback has run */
+      CHECK(lost[k] || page_bytes[k] == atomic_load(&evicted_bytes[me][k]));
+      atomic_store(&evicted_bytes[me][k], 0);
+      page_bytes[k] = 0;
+      lost[k] = false;
+    }
+    if (lost[k])
+      continue; /* wait for its callback before touching the id again */
+    int pins = atomic_load(&pins_held[me][k]);
+    mm_status st;
     switch (r % 6) {
     case 0: { /* execution acquire, 1 B .. 64 KiB */
       size_t b = 1 + (size_t)(r >> 20) % (64 * KiB);
-      mm_status st = mm_acquire_execution(mm, exec_id, b, MM_NO_WAIT);
+      st = mm_acquire_execution(mm, exec_id, b, MM_NO_WAIT);
       CHECK(st == MM_OK || st == MM_ENOMEM);
       if (st == MM_OK) {
         shadow_grant(b);
@@ -113,38 +143,52 @@ static void *own_ids_worker(void *arg) {
     case 2: { /* storage acquire */
       size_t b = 1 + (size_t)(r >> 20) % (32 * KiB);
       size_t rounded = (b + 4095) & ~(size_t)4095;
-      mm_status st = mm_acquire_storage(mm, page_id, b, MM_NO_WAIT);
-      if (page_bytes[k]) {
-        CHECK(st == MM_EEXIST);
-      } else {
-        CHECK(st == MM_OK || st == MM_ENOMEM);
-        if (st == MM_OK) {
-          shadow_grant(rounded);
-          page_bytes[k] = rounded;
-        }
+      if (page_bytes[k])
+        break; /* registered, or evicted and not yet seen: leave it */
+      st = mm_acquire_storage(mm, page_id, b, MM_NO_WAIT);
+      /* MM_EEXIST: its last incarnation's eviction callback is still
+       * running (the id stays taken until it returns). */
+      CHECK(st == MM_OK || st == MM_ENOMEM || st == MM_EEXIST);
+      if (st == MM_OK) {
+        page_bytes[k] = rounded;
+        shadow_grant(rounded); /* its eviction may already have released it:
+                                  the shadow only runs behind */
       }
       break;
     }
     case 3: /* storage release */
-      if (page_bytes[k] && pins[k] == 0) {
-        shadow_release(page_bytes[k]);
-        CHECK(mm_release_storage(mm, page_id) == MM_OK);
-        page_bytes[k] = 0;
+      if (!page_bytes[k]) {
+        CHECK(mm_release_storage(mm, page_id) == MM_ENOENT);
+      } else if (pins) {
+        CHECK(mm_release_storage(mm, page_id) == MM_EBUSY);
       } else {
-        CHECK(mm_release_storage(mm, page_id) ==
-              (page_bytes[k] ? MM_EBUSY : MM_ENOENT));
+        /* Lowered before the release (the freed bytes may be granted at
+         * once); if an eviction got the page first, its callback lowers it
+         * again: the shadow only ever runs behind. */
+        shadow_release(page_bytes[k]);
+        if ((st = mm_release_storage(mm, page_id)) == MM_OK) {
+          page_bytes[k] = 0;
+        } else {
+          CHECK(st == MM_ENOENT); /* being evicted */
+          lost[k] = true;
+        }
       }
       break;
     case 4: /* pin */
       if (page_bytes[k]) {
-        CHECK(mm_pin_storage(mm, page_id, NULL) == MM_OK);
-        pins[k]++;
+        st = mm_pin_storage(mm, page_id, NULL);
+        if (st == MM_OK)
+          atomic_fetch_add(&pins_held[me][k], 1);
+        else if (pins == 0 && st == MM_ENOENT)
+          lost[k] = true; /* evicted (or claimed) while unpinned */
+        else
+          CHECK(false); /* a pinned page vanished */
       }
       break;
     case 5: /* unpin */
-      if (pins[k]) {
+      if (pins) {
+        atomic_fetch_sub(&pins_held[me][k], 1); /* before: see on_evict */
         CHECK(mm_unpin_storage(mm, page_id) == MM_OK);
-        pins[k]--;
       }
       break;
     }
@@ -152,12 +196,19 @@ static void *own_ids_worker(void *arg) {
   /* Tidy up: everything this thread holds goes back. */
   for (int k = 0; k < MY_PAGES; k++) {
     uint64_t page_id = (me << 32) | (uint64_t)k;
-    while (pins[k]--)
+    while (atomic_load(&pins_held[me][k])) {
+      atomic_fetch_sub(&pins_held[me][k], 1);
       CHECK(mm_unpin_storage(mm, page_id) == MM_OK);
-    if (page_bytes[k]) {
-      shadow_release(page_bytes[k]);
-      CHECK(mm_release_storage(mm, page_id) == MM_OK);
     }
+    if (!page_bytes[k] && !lost[k])
+      continue;
+    /* Registered, or evicted by someone (whose callback may still be on
+     * its way), or claimed by an eviction that was abandoned. */
+    if (page_bytes[k])
+      shadow_release(page_bytes[k]); /* before, as above */
+    while (!atomic_exchange(&evicted_bytes[me][k], 0) &&
+           mm_release_storage(mm, page_id) != MM_OK)
+      sched_yield();
   }
   shadow_release(held);
   CHECK(mm_release_all_execution(mm, exec_id) == held);
@@ -165,7 +216,12 @@ static void *own_ids_worker(void *arg) {
 }
 
 static void run_own_ids(int may_borrow) {
-  mm = mm_test_create(TOTAL, may_borrow);
+  mm_config cfg = {.total_bytes = TOTAL,
+                   .storage_may_borrow = may_borrow,
+                   .on_evict = on_evict};
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  memset(pins_held, 0, sizeof pins_held);
+  memset(evicted_bytes, 0, sizeof evicted_bytes);
   atomic_store(&shadow, 0);
   atomic_store(&failures, 0);
   atomic_store(&stop_monitor, false);
@@ -189,7 +245,8 @@ static void run_own_ids(int may_borrow) {
   assert_int_equal(s.execution_pool_bytes, TOTAL - STORAGE_INIT);
   assert_int_equal(s.storage_pool_bytes, STORAGE_INIT);
   assert_true(s.granted > 0);
-  assert_true(s.declined > 0); /* the budget was really contended */
+  assert_true(s.declined > 0);  /* the budget was really contended */
+  assert_true(s.evictions > 0); /* and pages were evicted */
   mm_destroy(mm);
 }
 

@@ -112,9 +112,11 @@ static void test_borrow_and_repay(void **state) {
   assert_int_equal(s.execution_pool_bytes, exec_init + 3 * MiB);
   assert_int_equal(s.storage_pool_bytes, STORAGE_INIT - 3 * MiB);
 
-  /* Storage now has only what was not lent. */
+  /* Storage now has only what was not lent.  (Pinned, so that nothing
+   * can be evicted: eviction has tests of its own.) */
   assert_int_equal(
       mm_acquire_storage(mm, 1, STORAGE_INIT - 3 * MiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK);
   assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
   assert_int_equal(mm_acquire_execution(mm, 100, 1, MM_NO_WAIT), MM_ENOMEM);
   s = checked();
@@ -138,6 +140,7 @@ static void test_borrow_and_repay(void **state) {
 static void test_declined_changes_nothing(void **state) {
   (void)state;
   assert_int_equal(mm_acquire_storage(mm, 1, STORAGE_INIT, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK); /* not evictable */
   for (uint64_t id = 1; id <= 4; id++)
     assert_int_equal(mm_acquire_execution(mm, id, 8 * MiB, MM_NO_WAIT), MM_OK);
   mm_stats before = checked();

@@ -36,15 +36,24 @@ static void sleep_ms(int ms) {
   } while (0)
 
 /* A manager whose whole budget is used: 1 MiB, execution 512 KiB used by
- * exec id 1, storage 512 KiB used by pages 1..128. */
+ * exec id 1, storage 512 KiB used by pages 1..128, pinned (nothing can be
+ * evicted: only releases make room). */
 static mm_t *full_manager(int64_t overtake_ns) {
   mm_config cfg = {.total_bytes = 1 * MiB, .overtake_limit_ns = overtake_ns};
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
   assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
-  for (uint64_t p = 1; p <= 128; p++)
+  for (uint64_t p = 1; p <= 128; p++) {
     assert_int_equal(mm_acquire_storage(mm, p, 4096, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
+  }
   return mm;
+}
+
+/* Unpin and release one of full_manager's pages. */
+static mm_status drop_page(mm_t *mm, uint64_t p) {
+  mm_status st = mm_unpin_storage(mm, p);
+  return st == MM_OK ? mm_release_storage(mm, p) : st;
 }
 
 /* ---- an asynchronous callback that records what it saw ----------------- */
@@ -133,7 +142,7 @@ static void test_deadline_while_full(void **state) {
   assert_int_equal(s.execution_used_bytes + s.storage_used_bytes, 1 * MiB);
   /* the reserved page id is free again */
   assert_int_equal(mm_release_storage(mm, 500), MM_ENOENT);
-  assert_int_equal(mm_release_storage(mm, 1), MM_OK);
+  assert_int_equal(drop_page(mm, 1), MM_OK);
   assert_int_equal(mm_acquire_storage(mm, 500, 4096, MM_NO_WAIT), MM_OK);
   mm_destroy(mm);
 }
@@ -161,7 +170,7 @@ static void test_async_granted_on_service_thread(void **state) {
 
   /* Granted at once: MM_OK, ticket 0, no callback. */
   outcome o2 = {0};
-  assert_int_equal(mm_release_storage(mm, 1), MM_OK);
+  assert_int_equal(drop_page(mm, 1), MM_OK);
   assert_int_equal(mm_acquire_async(mm, MM_POOL_STORAGE, 900, 4096,
                                     MM_WAIT_FOREVER, record, &o2, &ticket),
                    MM_OK);
@@ -370,11 +379,16 @@ static void test_storage_release_grants_execution(void **state) {
   /* Execution's own pool is full: this needs storage's capacity. */
   start_blocked(&c, mm, MM_POOL_EXECUTION, 30, 8 * KiB, 5000 * MS);
   EVENTUALLY(mm_test_stats(mm).held_now == 1);
-  assert_int_equal(mm_release_storage(mm, 1), MM_OK);
-  assert_int_equal(mm_release_storage(mm, 2), MM_OK);
+  assert_int_equal(drop_page(mm, 1), MM_OK); /* 4 KiB free: not enough */
+  sleep_ms(10);
+  assert_int_equal(atomic_load(&c.done), 0);
+  /* Unpinning page 2 makes it evictable: the held request evicts it. */
+  assert_int_equal(mm_unpin_storage(mm, 2), MM_OK);
   pthread_join(c.t, NULL);
   assert_int_equal(c.st, MM_OK);
+  assert_int_equal(mm_release_storage(mm, 2), MM_ENOENT); /* evicted */
   mm_stats s = mm_test_stats(mm);
+  assert_int_equal(s.evictions, 1);
   assert_int_equal(s.execution_borrowed_bytes, 8 * KiB);
   /* And an execution release satisfies a held storage request. */
   blocked_call p;
@@ -427,7 +441,7 @@ static void test_starved_execution_bars_storage(void **state) {
   (void)state;
   mm_t *mm = full_manager(20 * MS);
   for (uint64_t p = 1; p <= 16; p++) /* 64 KiB of storage free */
-    assert_int_equal(mm_release_storage(mm, p), MM_OK);
+    assert_int_equal(drop_page(mm, p), MM_OK);
   outcome big = {0};
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 70, 128 * KiB,
                                     MM_WAIT_FOREVER, record, &big, NULL),

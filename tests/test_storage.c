@@ -117,11 +117,14 @@ static void test_pins_nest(void **state) {
   assert_int_equal(checked().storage_used_bytes, 0);
 }
 
-static void test_pool_full(void **state) {
+static void test_pool_full_of_pinned_pages(void **state) {
   (void)state;
-  for (uint64_t id = 0; id < STORAGE_INIT / (1 * MiB); id++)
+  for (uint64_t id = 0; id < STORAGE_INIT / (1 * MiB); id++) {
     assert_int_equal(mm_acquire_storage(mm, id, 1 * MiB, MM_NO_WAIT), MM_OK);
-  /* Full: declined, even though execution capacity is free. */
+    assert_int_equal(mm_pin_storage(mm, id, NULL), MM_OK);
+  }
+  /* Full, and nothing can be evicted: declined, even though execution
+   * capacity is free. */
   assert_int_equal(mm_acquire_storage(mm, 100, 4096, MM_NO_WAIT), MM_ENOMEM);
   assert_int_equal(mm_acquire_storage(mm, 100, 4096, 1000000), MM_ETIMEDOUT);
   mm_stats s = checked();
@@ -129,7 +132,9 @@ static void test_pool_full(void **state) {
   assert_int_equal(s.timed_out, 1);
   assert_int_equal(s.storage_pages, 8);
   assert_int_equal(s.storage_used_bytes, STORAGE_INIT);
+  assert_int_equal(s.evictions, 0);
   /* A release makes room. */
+  assert_int_equal(mm_unpin_storage(mm, 3), MM_OK);
   assert_int_equal(mm_release_storage(mm, 3), MM_OK);
   assert_int_equal(mm_acquire_storage(mm, 100, 4096, MM_NO_WAIT), MM_OK);
 }
@@ -143,6 +148,7 @@ static void test_never_takes_execution_in_use(void **state) {
   assert_int_equal(s.execution_borrowed_bytes, 2 * MiB);
   /* ... so storage has 6 MiB, and cannot take it back. */
   assert_int_equal(mm_acquire_storage(mm, 1, 6 * MiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK); /* not evictable */
   assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
   assert_int_equal(mm_release_execution(mm, 5, 2 * MiB), MM_OK);
   assert_int_equal(mm_acquire_storage(mm, 2, 2 * MiB, MM_NO_WAIT), MM_OK);
@@ -160,12 +166,14 @@ static void test_storage_may_borrow(void **state) {
   assert_int_equal(mm_acquire_storage(mm, 1, 12 * MiB + 1, MM_NO_WAIT),
                    MM_ENOMEM);
   assert_int_equal(mm_acquire_storage(mm, 1, 12 * MiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK); /* not evictable */
   mm_stats s = checked();
   assert_int_equal(s.storage_borrowed_bytes, 4 * MiB);
   assert_int_equal(s.storage_pool_bytes, 12 * MiB);
   assert_int_equal(s.execution_pool_bytes, 4 * MiB);
   assert_int_equal(mm_acquire_execution(mm, 1, 1, MM_NO_WAIT), MM_ENOMEM);
   /* Repaid on release. */
+  assert_int_equal(mm_unpin_storage(mm, 1), MM_OK);
   assert_int_equal(mm_release_storage(mm, 1), MM_OK);
   s = checked();
   assert_int_equal(s.storage_borrowed_bytes, 0);
@@ -181,7 +189,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_arguments_change_nothing, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_pins_nest, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_pool_full, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pool_full_of_pinned_pages, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_never_takes_execution_in_use, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_storage_may_borrow, setup_borrow,

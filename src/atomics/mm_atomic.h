@@ -136,8 +136,16 @@ static inline void *mm_load_relaxed_ptr(const mm_atomic_ptr *p) {
   return atomic_load_explicit(p, memory_order_relaxed);
 }
 
+static inline void *mm_load_acquire_ptr(const mm_atomic_ptr *p) {
+  return atomic_load_explicit(p, memory_order_acquire);
+}
+
 static inline void mm_store_relaxed_ptr(mm_atomic_ptr *p, void *v) {
   atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+static inline void mm_store_release_ptr(mm_atomic_ptr *p, void *v) {
+  atomic_store_explicit(p, v, memory_order_release);
 }
 
 static inline void *mm_fas_acquire_ptr(mm_atomic_ptr *p, void *v) {
@@ -174,6 +182,12 @@ static inline mm_dword mm_dword_make(uint64_t lo, uint64_t hi) {
 static inline uint64_t mm_dword_lo(mm_dword d) { return (uint64_t)d.whole; }
 static inline uint64_t mm_dword_hi(mm_dword d) {
   return (uint64_t)(d.whole >> 64);
+}
+
+/* One half, read atomically on its own. */
+static inline uint64_t mm_dword_load_half_relaxed(const mm_dword *p,
+                                                  int half) {
+  return __atomic_load_n(&p->half[half], __ATOMIC_RELAXED);
 }
 
 /* Each half read atomically, the pair possibly torn (see above). */

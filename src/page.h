@@ -1,0 +1,29 @@
+/*
+ * page.h -- a storage page's record, shared by storage.c (registration,
+ * pins, release) and evict.c (the victim set and eviction).
+ */
+#ifndef MM_PAGE_H
+#define MM_PAGE_H
+
+#include <stdint.h>
+
+#include "atomics/mm_atomic.h"
+#include "registry.h"
+
+/* state = | RETIRED | PENDING | EVICTING | 0 ... | pin count (0-31) | */
+#define PAGE_RETIRED   ((uint64_t)1 << 63)
+#define PAGE_PENDING   ((uint64_t)1 << 62)
+#define PAGE_EVICTING  ((uint64_t)1 << 61)
+#define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
+
+typedef struct mmi_page {
+  mmi_node node;            /* key: the page id */
+  uint64_t bytes;           /* as charged: a multiple of page_size */
+  void *data;               /* NULL: accounting-only */
+  mm_atomic_u64 state;      /* every decision about the page: one CAS */
+  mm_atomic_u64 last_use;   /* LRU clock at its last pin (sampled LRU) */
+  uint32_t slot;            /* its place in the victim set, while live */
+  struct mmi_page *claimed; /* the evictor's list of claimed pages */
+} mmi_page;
+
+#endif /* MM_PAGE_H */
