@@ -107,8 +107,32 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * @data:    the page's memory, or NULL for an accounting-only page
  * @bytes:   the page's size as charged (a multiple of page_size)
  *
- * Eviction arrives with the storage-eviction work; this version never
- * evicts, so the callback is stored but not yet called.
+ * When: a request (storage, or execution borrowing from storage) does not
+ * fit in free memory, and unpinned pages can make room.  Victims are
+ * chosen by mm_config.eviction among unpinned pages: MM_EVICT_RANDOM, or
+ * MM_EVICT_SAMPLED_LRU (lru_samples random unpinned pages compared, the
+ * least recently pinned goes).  Eviction is all or nothing: a request
+ * that is declined evicted nothing; a granted one evicted whole pages,
+ * only as many as it needed.  Execution never evicts storage below
+ * mm_config.storage_protected_bytes.
+ *
+ * The callback is the place to write a dirty page back.  It is called
+ * exactly once per evicted page, on the thread whose request needed the
+ * room (for a held request, the thread whose release or unpin granted
+ * it), after the page can no longer be pinned (mm_pin_storage answers
+ * MM_ENOENT) and before its bytes are granted to anyone.  The page id stays
+ * taken until the callback returns: an acquire of the id meanwhile gets
+ * MM_EEXIST (it does not wait); afterwards mm_release_storage(@page_id)
+ * answers MM_ENOENT and the id may be acquired again.  @data stays valid
+ * until the callback returns.
+ *
+ * The callback may call mm_pin_storage, mm_unpin_storage and
+ * mm_release_storage on *other* pages, mm_execution_held, mm_get_stats,
+ * mm_release_execution, mm_release_all_execution and mm_cancel.  It must
+ * not call mm_destroy, and its acquires (any mm_acquire_*) are refused
+ * with MM_EINVAL: an acquire could need an eviction, which would call the
+ * callback again on this thread.  It should be short: the request that
+ * caused the eviction waits for it.
  */
 typedef void (*mm_evict_fn)(void *ctx, uint64_t page_id, void *data,
                             size_t bytes);
@@ -122,7 +146,8 @@ typedef void (*mm_evict_fn)(void *ctx, uint64_t page_id, void *data,
  */
 typedef struct mm_config {
   size_t total_bytes;             /* required; at least 2 pages, at most
-                                     2^62 bytes */
+                                     2^62 bytes, and storage's largest
+                                     size at most 2^30 pages */
   double storage_fraction;        /* 0 means 0.5; otherwise strictly
                                      between 0 and 1 */
   size_t page_size;               /* storage granule, a power of two from
@@ -214,8 +239,10 @@ MM_API void mm_destroy(mm_t *mm);
  * mm_acquire_execution - charge @bytes of execution memory to @exec_id.
  *
  * Granted whole or not at all.  It fits if @bytes is at most the free
- * execution capacity plus the free storage capacity: execution borrows
- * free storage capacity, and the pool boundary moves until it is repaid.
+ * execution capacity, plus the free storage capacity, plus what evicting
+ * unpinned storage pages above storage_protected_bytes would free:
+ * execution borrows storage capacity (free first, then by eviction, see
+ * mm_evict_fn), and the pool boundary moves until it is repaid.
  *
  * @timeout_ns: MM_NO_WAIT (grant or decline now), a positive number of
  *              nanoseconds, or MM_WAIT_FOREVER: how long the request may be
@@ -223,7 +250,8 @@ MM_API void mm_destroy(mm_t *mm);
  *
  * Returns MM_OK (charged), or
  *   MM_EINVAL     @mm is NULL, @bytes is 0 or more than
- *                 max_execution_request, or @timeout_ns is below -1;
+ *                 max_execution_request, @timeout_ns is below -1, or
+ *                 called from an eviction callback;
  *   MM_ENOMEM     MM_NO_WAIT and it does not fit now, or bookkeeping could
  *                 not be allocated;
  *   MM_ETIMEDOUT  held until @timeout_ns passed; nothing charged;
@@ -276,28 +304,30 @@ MM_API size_t mm_execution_held(const mm_t *mm, uint64_t exec_id);
  *
  * @bytes is rounded up to a multiple of page_size.  The page is
  * accounting-only (it has no memory of the manager's, and mm_pin_storage
- * gives NULL as its data) and it is born unpinned.  Storage never takes
- * execution memory in use; with storage_may_borrow it may take free
- * execution capacity, repaid when it releases.
+ * gives NULL as its data) and it is born unpinned.  When storage is full,
+ * the request evicts unpinned pages to make room (see mm_evict_fn).
+ * Storage never takes execution memory in use; with storage_may_borrow it
+ * may take free execution capacity, repaid when it releases.
  *
  * @timeout_ns: as for mm_acquire_execution.  While the request is held
  * its page id is reserved: other acquires of it get MM_EEXIST, pins and
  * releases MM_ENOENT.
  *
  * Returns MM_OK (registered and charged), or
- *   MM_EINVAL     @mm is NULL, @bytes is 0, @timeout_ns is below -1, or
- *                 the rounded size is more than the storage pool could
- *                 ever hold (its initial size, or total_bytes with
- *                 storage_may_borrow);
+ *   MM_EINVAL     @mm is NULL, @bytes is 0, @timeout_ns is below -1, the
+ *                 rounded size is more than the storage pool could ever
+ *                 hold (its initial size, or total_bytes with
+ *                 storage_may_borrow), or called from an eviction
+ *                 callback;
  *   MM_EEXIST     @page_id is already registered (or reserved);
  *   MM_ENOMEM     MM_NO_WAIT and it does not fit now, or the page record
  *                 could not be allocated;
  *   MM_ETIMEDOUT  held until @timeout_ns passed; nothing registered;
  *   MM_ECANCELED  held, and the manager was destroyed.
- * Thread-safe; lock-free when it does not wait.  Of racing acquires of
- * one new id at most one registers it (or is held); each other one gets
- * MM_EEXIST, or MM_ENOMEM if its charge was declined before it saw the
- * winner.
+ * Thread-safe; lock-free when it does not wait.  The id is reserved
+ * before anything is charged or evicted, so of racing acquires of one new
+ * id exactly one gets past MM_EEXIST (and is then granted, declined or
+ * held).
  */
 MM_API mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
                                     int64_t timeout_ns);
@@ -365,7 +395,8 @@ MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
  *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL;
- *   MM_ENOENT  no such page (never registered, or already released);
+ *   MM_ENOENT  no such page (never registered, released, evicted, or
+ *              being evicted: see mm_pin_storage);
  *   MM_EBUSY   the page is pinned; unpin it first.
  * Thread-safe, lock-free.  A release racing with a pin of the same page:
  * either the release wins (the pin gets MM_ENOENT) or the pin wins (the
@@ -374,21 +405,29 @@ MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
 MM_API mm_status mm_release_storage(mm_t *mm, uint64_t page_id);
 
 /*
- * mm_pin_storage - pin @page_id so that it cannot be released (or, once
- * eviction exists, evicted).  Pins nest: each pin needs its own unpin.
+ * mm_pin_storage - pin @page_id so that it cannot be released or evicted.
+ * Pins nest: each pin needs its own unpin.  A pin is also a use: sampled
+ * LRU evicts the pages pinned least recently.
  *
  * @data: if not NULL, receives the page's memory (NULL for an
  *        accounting-only page).
  *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL, or the page already holds 2^32-1 pins;
- *   MM_ENOENT  no such page.
- * Thread-safe, lock-free.
+ *   MM_ENOENT  no such page: never registered, released, evicted, or
+ *              being evicted.  (An eviction claims its victims before it
+ *              knows it can make enough room; if it cannot, it gives them
+ *              back untouched.  A pin that met such a claim answers
+ *              MM_ENOENT though the page stays registered: an acquire of
+ *              the id answers MM_EEXIST, and a second pin succeeds.)
+ * Thread-safe, lock-free.  A pin and an eviction of the same page cannot
+ * both succeed: one CAS on the page's state decides.
  */
 MM_API mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data);
 
 /*
- * mm_unpin_storage - drop one pin of @page_id.
+ * mm_unpin_storage - drop one pin of @page_id.  When the last pin goes,
+ * the page may be evicted, and held requests are told.
  *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL, or the page is not pinned;

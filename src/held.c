@@ -527,7 +527,7 @@ mm_status mmi_held_init(mm_t *mm) {
   mm_store_relaxed_u64(&h->next_ticket, 1);
   h->overtake_limit_ns = mm->cfg.overtake_limit_ns;
 
-  h->tickets = mmi_registry_new();
+  h->tickets = mmi_registry_new(64);
   if (!h->tickets)
     return MM_ENOMEM;
   if (!mmi_queue_init(&h->arrivals)) {

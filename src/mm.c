@@ -124,8 +124,9 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   mmi_pool_init(&mm->pool, plan.total_bytes, storage_init,
                 plan.storage_may_borrow);
   mmi_counters_init(&mm->counters);
-  mm->execs = mmi_registry_new();
-  mm->pages = mmi_registry_new();
+  mm->execs = mmi_registry_new(1024);
+  mm->pages =
+      mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size);
   bool victims = mm->execs && mm->pages && mmi_victims_init(mm) == MM_OK;
   if (!victims || mmi_held_init(mm) != MM_OK) {
     if (victims)

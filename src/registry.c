@@ -80,12 +80,18 @@ void *mmi_meta_alloc(size_t bytes) {
 
 void mmi_meta_free(void *p) { free(p); }
 
-mmi_registry *mmi_registry_new(void) {
+mmi_registry *mmi_registry_new(uint64_t expected) {
   mmi_registry *r = mmi_meta_alloc(sizeof *r);
   if (!r)
     return NULL;
-  r->ht =
-      cds_lfht_new(64, 64, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+  /* Buckets for the expected records up front (a power of two, at most
+   * 2^20 = 8 MiB of buckets): resizing happens on liburcu's worker thread,
+   * and until it catches up, chains grow long. */
+  unsigned long buckets = 64;
+  while (buckets < expected && buckets < (1ul << 20))
+    buckets <<= 1;
+  r->ht = cds_lfht_new(buckets, 64, 0,
+                       CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
   if (!r->ht) {
     mmi_meta_free(r);
     return NULL;

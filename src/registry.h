@@ -33,8 +33,9 @@ typedef struct mmi_registry mmi_registry;
 void mmi_rcu_read_lock(void);
 void mmi_rcu_read_unlock(void);
 
-/* NULL if out of memory.  Not thread-safe against use of the registry. */
-mmi_registry *mmi_registry_new(void);
+/* A registry sized for about @expected records from the start (it still
+ * grows and shrinks); NULL if out of memory. */
+mmi_registry *mmi_registry_new(uint64_t expected);
 
 /*
  * Drop every record still present, calling @drop on each (which must free

@@ -22,7 +22,7 @@ static mmi_node *node_new(uint64_t key) {
 
 static void test_insert_find_remove(void **state) {
   (void)state;
-  mmi_registry *r = mmi_registry_new();
+  mmi_registry *r = mmi_registry_new(16);
   assert_non_null(r);
   mmi_rcu_read_lock();
   assert_null(mmi_registry_find(r, 5));
@@ -76,7 +76,7 @@ static void *race_insert(void *arg) {
 /* Racing inserts of the same keys: each key is won exactly once. */
 static void test_racing_inserts(void **state) {
   (void)state;
-  shared = mmi_registry_new();
+  shared = mmi_registry_new(16);
   pthread_t t[RACERS];
   for (int i = 0; i < RACERS; i++)
     pthread_create(&t[i], NULL, race_insert, (void *)(intptr_t)i);
