@@ -117,10 +117,14 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * mm_config.storage_protected_bytes.
  *
  * The callback is the place to write a dirty page back.  It is called
- * exactly once per evicted page, on the thread whose request needed the
- * room (for a held request, the thread whose release or unpin granted
- * it), after the page can no longer be pinned (mm_pin_storage answers
- * MM_ENOENT) and before its bytes are granted to anyone.  The page id stays
+ * exactly once per evicted page, on the thread that makes the room: the
+ * thread of the request that needed it, or, for a held request, the
+ * thread that grants it (one whose release, unpin, cancel or acquire ran
+ * the grant, a blocked caller at its deadline, or the manager's service
+ * thread); always after the page can no longer be pinned (mm_pin_storage
+ * answers MM_ENOENT) and before its bytes are granted to anyone.  A held
+ * request is granted before its victims' callbacks run, so it cannot time
+ * out or be cancelled once pages were evicted for it.  The page id stays
  * taken until the callback returns: an acquire of the id meanwhile gets
  * MM_EEXIST (it does not wait); afterwards mm_release_storage(@page_id)
  * answers MM_ENOENT and the id may be acquired again.  @data stays valid
@@ -129,10 +133,10 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * The callback may call mm_pin_storage, mm_unpin_storage and
  * mm_release_storage on *other* pages, mm_execution_held, mm_get_stats,
  * mm_release_execution, mm_release_all_execution and mm_cancel.  It must
- * not call mm_destroy, and its acquires (any mm_acquire_*) are refused
- * with MM_EINVAL: an acquire could need an eviction, which would call the
- * callback again on this thread.  It should be short: the request that
- * caused the eviction waits for it.
+ * not call mm_destroy, and its acquires on the same manager (any
+ * mm_acquire_*) are refused with MM_EINVAL: an acquire could need an
+ * eviction, which would call the callback again on this thread.  It
+ * should be short: the request that caused the eviction waits for it.
  */
 typedef void (*mm_evict_fn)(void *ctx, uint64_t page_id, void *data,
                             size_t bytes);

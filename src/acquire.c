@@ -45,10 +45,12 @@ static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
     return false; /* no page to evict */
   if (pool == MM_POOL_EXECUTION && !(*spare = mmi_exec_spare_new()))
     return false;
-  bool freed_more, ok = mmi_evict_charge(mm, pool, bytes, &freed_more);
-  if (!ok || freed_more)
+  bool freed_more;
+  mmi_evict_result r =
+      mmi_evict_charge(mm, pool, bytes, NULL, NULL, &freed_more);
+  if (freed_more)
     mmi_held_after_release(mm); /* a reservation returned, or an excess */
-  return ok;
+  return r == MMI_EVICT_DONE;
 }
 
 static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
@@ -127,7 +129,7 @@ out:
 static mm_status acquire_checked(mm_t *mm, mm_pool pool, uint64_t id,
                                  size_t bytes, int64_t timeout_ns,
                                  mm_grant_fn cb, void *ctx, uint64_t *ticket) {
-  if (!mm || !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback())
+  if (!mm || !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(mm))
     return MM_EINVAL;
   uint64_t charge_bytes = request_bytes(mm, pool, bytes);
   if (!charge_bytes)

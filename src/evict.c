@@ -59,17 +59,40 @@
  */
 #include "mm_internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
-#define RANDOM_PROBES     64
-#define LRU_ROUNDS        4
-#define DEFAULT_SAMPLES   5
-#define EVICTING_VERSION  ((uint64_t)1 << 40)
-#define EVICTING_BYTES(v) ((v) & (EVICTING_VERSION - 1))
+#define RANDOM_PROBES   64
+#define LRU_ROUNDS      4
+#define DEFAULT_SAMPLES 5
+/* exec_evicting = version << 32 | pages in flight (at most 2^30 pages:
+ * mm_create's limit), in units of page_size. */
+#define EVICTING_VERSION  ((uint64_t)1 << 32)
+#define EVICTING_PAGES(v) ((v) & (EVICTING_VERSION - 1))
 
-static _Thread_local unsigned in_callback;
+/* The eviction callbacks running on this thread, innermost first (a
+ * callback may call into another manager, which may evict too). */
+struct mmi_evict_frame {
+  mm_t *mm;
+  struct mmi_evict_frame *outer;
+  bool missed_kick;
+};
+static _Thread_local struct mmi_evict_frame *in_callback_of;
 
-bool mmi_in_evict_callback(void) { return in_callback != 0; }
+static struct mmi_evict_frame *frame_of(const mm_t *mm) {
+  for (struct mmi_evict_frame *f = in_callback_of; f; f = f->outer)
+    if (f->mm == mm)
+      return f;
+  return NULL;
+}
+
+bool mmi_in_evict_callback(const mm_t *mm) { return frame_of(mm) != NULL; }
+
+void mmi_evict_note_missed_kick(const mm_t *mm) {
+  struct mmi_evict_frame *f = frame_of(mm);
+  if (f)
+    f->missed_kick = true;
+}
 
 /* ---- randomness -------------------------------------------------------- */
 
@@ -155,15 +178,16 @@ static mmi_page *probe(mmi_victims *v, uint32_t i) {
  * storage in use below it. */
 static bool floor_reserve(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
+  uint64_t page = mm->cfg.page_size, pages = bytes / page;
   uint64_t ev = mm_load_acquire_u64(&v->exec_evicting);
   for (;;) {
     uint64_t in_use = mmi_pool_storage_used(&mm->pool);
-    if (in_use < EVICTING_BYTES(ev) + bytes + v->protected_bytes)
+    if (in_use < (EVICTING_PAGES(ev) + pages) * page + v->protected_bytes)
       return false;
     /* Commit point of the reservation: no other eviction for execution
      * changed the counter since we read it (the version says so). */
     if (mm_cas_acq_rel_u64(&v->exec_evicting, &ev,
-                           ev + EVICTING_VERSION + bytes))
+                           ev + EVICTING_VERSION + pages))
       return true;
   }
 }
@@ -172,16 +196,18 @@ static bool floor_reserve(mm_t *mm, uint64_t bytes) {
  * now?  A precheck only: each claim reserves for real. */
 static bool floor_allows(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
-  uint64_t in_flight = EVICTING_BYTES(mm_load_acquire_u64(&v->exec_evicting));
+  uint64_t in_flight = EVICTING_PAGES(mm_load_acquire_u64(&v->exec_evicting)) *
+                       mm->cfg.page_size;
   return mmi_pool_storage_used(&mm->pool) >=
          in_flight + bytes + v->protected_bytes;
 }
 
 static void floor_release(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
+  uint64_t pages = bytes / mm->cfg.page_size;
   uint64_t ev = mm_load_relaxed_u64(&v->exec_evicting);
   while (!mm_cas_acq_rel_u64(&v->exec_evicting, &ev,
-                             ev + EVICTING_VERSION - bytes))
+                             ev + EVICTING_VERSION - pages))
     ;
 }
 
@@ -257,48 +283,96 @@ static mmi_page *claim_victim(mm_t *mm, bool for_exec, uint64_t still) {
 
 /* ---- eviction ---------------------------------------------------------- */
 
-bool mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
-                      bool *freed_more) {
-  assert(!mmi_in_evict_callback());
+/* Give back every claimed page on @list. */
+static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec) {
+  for (mmi_page *pg = list, *next; pg; pg = next) {
+    next = pg->claimed; /* once unclaimed, another eviction may link it */
+    unclaim(mm, pg, for_exec);
+  }
+}
+
+/* Claim victims covering @need bytes into *@list; false (nothing claimed)
+ * if they cannot be had.  Whole pages: a page made redundant by a later,
+ * larger one is given back, so the claim exceeds @need by less than one
+ * page. */
+static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
+                         mmi_page **list, uint64_t *claimed) {
+  /* Hopeless before any claim?  Then claim nothing: a claim that has to
+   * be undone makes its page answer pins with MM_ENOENT for a moment. */
+  if (!maybe_evictable(mm, need) ||
+      (for_exec && mm->victims.protected_bytes && !floor_allows(mm, need)))
+    return false;
+  /* Two evictions racing for the last victims can each claim some and
+   * both fall short; the loser of such a race tries once more. */
+  for (int attempt = 0; attempt < 2; attempt++) {
+    *list = NULL;
+    *claimed = 0;
+    while (*claimed < need) {
+      mmi_page *pg = claim_victim(mm, for_exec, need - *claimed);
+      if (!pg)
+        break;
+      pg->claimed = *list;
+      *list = pg;
+      *claimed += pg->bytes;
+    }
+    if (*claimed >= need)
+      break;
+    unclaim_all(mm, *list, for_exec);
+    if (*claimed == 0)
+      return false; /* nothing to be had: no race lost */
+    *list = NULL;
+    *claimed = 0;
+    sched_yield();
+  }
+  if (*claimed < need)
+    return false;
+  for (mmi_page **at = list; *at;) { /* drop what a later claim covers */
+    mmi_page *pg = *at;
+    if (*claimed - pg->bytes >= need) {
+      *at = pg->claimed;
+      *claimed -= pg->bytes;
+      unclaim(mm, pg, for_exec);
+    } else {
+      at = &pg->claimed;
+    }
+  }
+  return true;
+}
+
+mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
+                                  bool (*commit)(void *arg), void *arg,
+                                  bool *freed_more) {
+  assert(!mmi_in_evict_callback(mm));
   *freed_more = false;
   uint64_t reserved = mmi_pool_charge_upto(&mm->pool, pool, bytes);
-  if (reserved == bytes)
-    return true;
   uint64_t need = bytes - reserved, claimed = 0;
   bool for_exec = pool == MM_POOL_EXECUTION;
   mmi_page *list = NULL;
-  /* Hopeless before any claim?  Then claim nothing: a claim that has to be
-   * undone makes its page answer pins with MM_ENOENT for a moment. */
-  bool hopeless =
-      !maybe_evictable(mm, need) ||
-      (for_exec && mm->victims.protected_bytes && !floor_allows(mm, need));
-  while (!hopeless && claimed < need) {
-    mmi_page *pg = claim_victim(mm, for_exec, need - claimed);
-    if (!pg)
-      break;
-    pg->claimed = list;
-    list = pg;
-    claimed += pg->bytes;
-  }
-
-  if (claimed < need) { /* all or nothing: put everything back */
-    for (mmi_page *pg = list, *next; pg; pg = next) {
-      next = pg->claimed; /* once unclaimed, another eviction may link it */
-      unclaim(mm, pg, for_exec);
-    }
+  if (need && !claim_enough(mm, need, for_exec, &list, &claimed)) {
     if (reserved)
       mmi_pool_uncharge(&mm->pool, pool, reserved);
-    return false;
+    *freed_more = reserved != 0;
+    return MMI_EVICT_NO_ROOM;
+  }
+  /* Enough is claimed, nothing is evicted yet: the request's last chance
+   * to back out (a held request whose deadline or cancel won). */
+  if (commit && !commit(arg)) {
+    unclaim_all(mm, list, for_exec);
+    if (reserved)
+      mmi_pool_uncharge(&mm->pool, pool, reserved);
+    *freed_more = reserved != 0;
+    return MMI_EVICT_BACKED_OUT;
   }
 
+  struct mmi_evict_frame frame = {mm, in_callback_of, false};
   uint64_t evicted = 0;
   for (mmi_page *pg = list; pg; pg = pg->claimed) {
     mmi_victims_remove(mm, pg);
     if (mm->cfg.on_evict) {
-      in_callback++;
+      in_callback_of = &frame; /* acquires on @mm are refused meanwhile */
       mm->cfg.on_evict(mm->cfg.evict_ctx, pg->node.key, pg->data,
                        (size_t)pg->bytes);
-      in_callback--;
+      in_callback_of = frame.outer;
     }
   }
   for (mmi_page *pg = list, *next; pg; pg = next) {
@@ -312,10 +386,13 @@ bool mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     mmi_page_unlink(mm, pg); /* the id is free again; freed through RCU */
   }
   /* The hand-over: evicted bytes to the request, the excess to free. */
-  mmi_pool_move_from_storage(&mm->pool, pool, claimed, need);
-  if (for_exec && mm->victims.protected_bytes)
+  if (claimed)
+    mmi_pool_move_from_storage(&mm->pool, pool, claimed, need);
+  if (for_exec && mm->victims.protected_bytes && claimed)
     floor_release(mm, claimed);
   mm_faa_relaxed_u64(&mm->victims.clock, evicted);
-  *freed_more = claimed > need; /* whole pages: more freed than taken */
-  return true;
+  /* Whole pages freed more than was taken, or a callback released or
+   * unpinned pages while no pass could evict for held requests. */
+  *freed_more = claimed > need || frame.missed_kick;
+  return MMI_EVICT_DONE;
 }

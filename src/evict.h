@@ -16,14 +16,11 @@
 typedef struct mmi_victims {
   uint32_t nslots;          /* the most pages storage can ever hold */
   mm_atomic_ptr *slot;      /* [nslots]: a live page, or NULL */
-  mm_atomic_u32 *next_free; /* [nslots]: links of the free-slot stack */
   int policy;               /* MM_EVICT_RANDOM or MM_EVICT_SAMPLED_LRU */
   unsigned samples;         /* sampled LRU: pages compared per victim */
   uint64_t protected_bytes; /* execution may not evict storage below */
 
-  /* Free slots: a stack of indices, head = tag << 32 | (index + 1). */
-  _Alignas(MM_CACHE_LINE) mm_atomic_u64 free_head;
-  /* Bytes that evictions for execution have claimed and not yet handed
+  /* Pages that evictions for execution have claimed and not yet handed
    * over, with a version in the top bits (no ABA): the protected floor. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 exec_evicting;
   /* The LRU clock: pages evicted so far.  Written by evictions only. */
@@ -47,19 +44,33 @@ void mmi_victims_remove(mm_t *mm, mmi_page *pg);
 /* A pin: the page was used now (sampled LRU). */
 void mmi_victims_touch(mm_t *mm, mmi_page *pg);
 
+typedef enum {
+  MMI_EVICT_DONE,       /* @bytes are charged to @pool */
+  MMI_EVICT_NO_ROOM,    /* unpinned pages cannot make the room */
+  MMI_EVICT_BACKED_OUT, /* @commit said no */
+} mmi_evict_result;
+
 /*
  * Make @bytes of @pool charged, evicting unpinned storage pages if what is
- * free is not enough: all or nothing.  True if @bytes are now charged to
- * @pool (each evicted page's callback has returned before); false if not,
- * and then nothing was evicted and nothing is charged.  *@freed_more says
- * whether whole pages freed more than the request took.  Either answer
- * may leave memory free that held requests could use (a reservation given
- * back, an excess): the caller tells them.  In a read section; never from
- * inside an eviction callback.
+ * free is not enough: all or nothing.  Once enough victims are claimed
+ * and before anything is evicted, @commit (if not NULL) is asked whether
+ * the request still wants them; if it says no, everything is given back.
+ * On MMI_EVICT_DONE each evicted page's callback has returned.  On the
+ * other answers nothing was evicted and nothing is charged.  *@freed_more
+ * says whether memory that held requests could use may be free now (an
+ * excess of whole pages, a reservation given back, a release made by a
+ * callback): the caller tells them.  In a read section; never from inside
+ * an eviction callback of @mm.
  */
-bool mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes, bool *freed_more);
+mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
+                                  bool (*commit)(void *arg), void *arg,
+                                  bool *freed_more);
 
-/* Is the calling thread inside an eviction callback? */
-bool mmi_in_evict_callback(void);
+/* Is the calling thread inside an eviction callback of @mm? */
+bool mmi_in_evict_callback(const mm_t *mm);
+
+/* A dispatch pass ran inside an eviction callback of @mm, where it may not
+ * evict: have the eviction tell held requests once its callbacks return. */
+void mmi_evict_note_missed_kick(const mm_t *mm);
 
 #endif /* MM_EVICT_H */

@@ -188,20 +188,38 @@ static bool try_end(mm_t *mm, mmi_waiter *w, uint32_t to, mm_status st) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
-/* Charge @w's bytes by evicting unpinned pages, if that is worth trying.
- * The eviction callbacks run here, on the dispatching thread. */
-static bool pass_evict(mm_t *mm, mmi_waiter *w, bool may_evict[2]) {
-  if (!may_evict[w->pool] || mmi_pool_storage_used(&mm->pool) == 0)
-    return false;
+/* The grant of a held request that an eviction makes room for: committed
+ * after the victims are claimed, before any is evicted. */
+static bool commit_grant(void *arg) {
+  mmi_waiter *w = arg;
+  uint32_t expect = W_WAITING;
+  /* Commit point of a grant by eviction (see dispatch_pass). */
+  return mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED);
+}
+
+/* Try to grant @w by evicting unpinned pages; the eviction callbacks run
+ * here, on the dispatching thread.  @no_room_from[pool] is the smallest
+ * request an eviction already failed for in this pass: larger ones are
+ * not tried again. */
+static mmi_evict_result pass_evict(mm_t *mm, mmi_waiter *w,
+                                   uint64_t no_room_from[2]) {
+  if (w->bytes >= no_room_from[w->pool] || mmi_in_evict_callback(mm) ||
+      mmi_pool_storage_used(&mm->pool) == 0)
+    return MMI_EVICT_NO_ROOM;
   bool freed_more;
   mmi_rcu_read_lock();
-  bool ok = mmi_evict_charge(mm, w->pool, w->bytes, &freed_more);
+  mmi_evict_result r =
+      mmi_evict_charge(mm, w->pool, w->bytes, commit_grant, w, &freed_more);
   mmi_rcu_read_unlock();
-  if (!ok)
-    may_evict[w->pool] = false;
-  if (freed_more) /* an older waiter passed over may fit now */
+  if (r == MMI_EVICT_NO_ROOM)
+    no_room_from[w->pool] = w->bytes;
+  /* An excess of whole pages, or a release by a callback: an older waiter
+   * passed over may fit now.  (A reservation given back is no news here:
+   * it only held memory that the waiters before this one could not use,
+   * and no other pass runs meanwhile.) */
+  if (r == MMI_EVICT_DONE && freed_more)
     mm_faa_seq_cst_u64(&mm->held.pending, 1);
-  return ok;
+  return r;
 }
 
 /* Decide what can be decided now; baton held. */
@@ -222,24 +240,23 @@ static void dispatch_pass(mm_t *mm) {
   mmi_rcu_read_unlock();
 
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
-  /* At most one failed eviction per pool per pass (a failed one is costly
-   * and says that little is evictable), and none from inside an eviction
-   * callback (the engine's callback must not be re-entered). */
-  bool may_evict[2] = {!mmi_in_evict_callback(), !mmi_in_evict_callback()};
+  /* After an eviction fails for a request, none is tried for requests as
+   * large in the same pool in this pass (a failed one is costly). */
+  uint64_t no_room_from[2] = {UINT64_MAX, UINT64_MAX};
   bool blocked[2] = {false, false};
   int64_t bar_at[2] = {MM_FOREVER_NS, MM_FOREVER_NS};
   mmi_waiter *prev = NULL, *w = h->head;
   while (w) {
     mmi_waiter *next = w->next;
     bool done = true;
+    mmi_evict_result evicted;
     if (mm_load_acquire_u32(&w->state) != W_WAITING) {
       /* ended by its own deadline or a cancel: only unlink it */
     } else if (w->cb && w->deadline_ns <= now) {
       (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
     } else if (blocked[w->pool]) {
       done = false;
-    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes) ||
-               pass_evict(mm, w, may_evict)) {
+    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes)) {
       uint32_t expect = W_WAITING;
       /* Commit point of a grant: the charge is this waiter's iff this CAS
        * wins; a deadline or cancel that won first gets nothing. */
@@ -249,6 +266,12 @@ static void dispatch_pass(mm_t *mm) {
         mmi_pool_uncharge(&mm->pool, w->pool, w->bytes);
         mm_faa_seq_cst_u64(&h->pending, 1); /* freed again: pass again */
       }
+    } else if ((evicted = pass_evict(mm, w, no_room_from)) !=
+               MMI_EVICT_NO_ROOM) {
+      /* Granted by eviction (the CAS was made in commit_grant), or it
+       * ended meanwhile and the eviction backed out. */
+      if (evicted == MMI_EVICT_DONE)
+        finish_granted(mm, w);
     } else {
       /* Does not fit.  Once starved, nothing younger that competes for
        * its bytes goes first: its pool, and the other pool too when it may
@@ -300,6 +323,8 @@ static void dispatch_pass(mm_t *mm) {
 /* Leave news for the dispatcher and, if nobody holds the baton, dispatch. */
 static void kick(mm_t *mm) {
   mmi_held *h = &mm->held;
+  if (mmi_in_evict_callback(mm)) /* its pass may not evict: kick later */
+    mmi_evict_note_missed_kick(mm);
   mm_faa_seq_cst_u64(&h->pending, 1);
   for (;;) {
     uint32_t down = 0;

@@ -108,11 +108,11 @@ mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg) {
 }
 
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg) {
+  mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1); /* before it can go */
   mmi_victims_add(mm, pg); /* still PENDING: no probe claims it yet */
   /* release: whoever finds the page live finds it complete.  Only the
    * request that reserved a pending page writes its state. */
   mm_store_release_u64(&pg->state, 0);
-  mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1);
 }
 
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
@@ -211,8 +211,10 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
   bool evictable = st == MM_OK && (before & PAGE_PINS_MASK) == 1;
-  if (evictable)
+  if (evictable) {
     mmi_count_sub(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+    mmi_victims_touch(mm, pg); /* in use until now: recently used */
+  }
   mmi_rcu_read_unlock();
   if (evictable)
     mmi_held_after_release(mm); /* a held request may evict it now */

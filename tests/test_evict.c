@@ -244,6 +244,52 @@ static void test_id_taken_until_callback_returns(void **state) {
   mm_destroy(mm);
 }
 
+/* Whole pages, but no more than needed: a small page claimed before a
+ * large one that covers the request alone is given back. */
+static void test_evicts_no_more_than_needed(void **state) {
+  (void)state;
+  for (uint64_t seed = 1; seed <= 40; seed++) {
+    mm_config cfg = {.total_bytes = 2 * MiB, .seed = seed};
+    mm_t *mm;
+    assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+    assert_int_equal(mm_acquire_storage(mm, 1, 4096, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_acquire_storage(mm, 2, 512 * KiB, MM_NO_WAIT), MM_OK);
+    for (uint64_t p = 3; p < 3 + 127; p++) { /* the rest, pinned */
+      assert_int_equal(mm_acquire_storage(mm, p, 4096, MM_NO_WAIT), MM_OK);
+      assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
+    }
+    assert_int_equal(mm_test_stats(mm).storage_used_bytes, 1 * MiB);
+    assert_int_equal(mm_acquire_storage(mm, 1000, 8192, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_test_stats(mm).evictions, 1); /* page 2 alone */
+    assert_int_equal(mm_release_storage(mm, 1), MM_OK);
+    mm_destroy(mm);
+  }
+}
+
+/* The protected floor holds at sizes past 2^40 bytes. */
+static void test_protected_floor_at_terabytes(void **state) {
+  (void)state;
+  const size_t TiB = (size_t)1 << 40;
+  mm_config cfg = {.total_bytes = 4 * TiB,
+                   .page_size = GiB,
+                   .max_execution_request = 4 * TiB,
+                   .storage_protected_bytes = TiB - GiB};
+  mm_t *mm;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  for (uint64_t p = 0; p < 2048; p++) /* 2 TiB of storage, unpinned */
+    assert_int_equal(mm_acquire_storage(mm, p, GiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_acquire_execution(mm, 1, 2 * TiB, MM_NO_WAIT), MM_OK);
+  /* 1 TiB + 2 GiB would leave 1022 GiB: below the floor. */
+  assert_int_equal(mm_acquire_execution(mm, 2, TiB + 2 * GiB, MM_NO_WAIT),
+                   MM_ENOMEM);
+  assert_int_equal(mm_test_stats(mm).evictions, 0);
+  assert_int_equal(mm_acquire_execution(mm, 2, TiB + 1, MM_NO_WAIT), MM_OK);
+  mm_stats s = mm_test_stats(mm);
+  assert_int_equal(s.evictions, 1025);
+  assert_int_equal(s.storage_used_bytes, TiB - GiB);
+  mm_destroy(mm);
+}
+
 /* ---- many threads over a small pool ------------------------------------ */
 
 #define THREADS 12
@@ -401,6 +447,8 @@ int main(void) {
       cmocka_unit_test(test_fixed_seed_same_victims),
       cmocka_unit_test(test_sampled_lru_keeps_recently_pinned),
       cmocka_unit_test(test_id_taken_until_callback_returns),
+      cmocka_unit_test(test_evicts_no_more_than_needed),
+      cmocka_unit_test(test_protected_floor_at_terabytes),
       cmocka_unit_test(test_many_threads_random),
       cmocka_unit_test(test_many_threads_sampled_lru),
   };

@@ -465,6 +465,61 @@ static void test_starved_execution_bars_storage(void **state) {
   mm_destroy(mm);
 }
 
+/* An eviction that fails for a large held request does not stop a
+ * smaller one from evicting the page it needs. */
+static void test_small_waiter_evicts_after_large_fails(void **state) {
+  (void)state;
+  mm_t *mm = full_manager(0);
+  assert_int_equal(mm_unpin_storage(mm, 5), MM_OK); /* 4 KiB evictable */
+  outcome big = {0}, small = {0};
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 90, 64 * KiB,
+                                    MM_WAIT_FOREVER, record, &big, NULL),
+                   MM_EINPROGRESS);
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 91, 4096,
+                                    MM_WAIT_FOREVER, record, &small, NULL),
+                   MM_EINPROGRESS);
+  EVENTUALLY(atomic_load(&small.calls) == 1);
+  assert_int_equal(atomic_load(&small.status), MM_OK);
+  assert_int_equal(mm_test_stats(mm).evictions, 1);
+  assert_int_equal(atomic_load(&big.calls), 0);
+  mm_destroy(mm);
+}
+
+/* A held request whose eviction has begun is granted, never timed out
+ * with its victims gone. */
+static void slow_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
+  (void)ctx, (void)id, (void)data, (void)bytes;
+  sleep_ms(150);
+}
+
+static void *unpin_page_5(void *arg) {
+  sleep_ms(20);
+  mm_unpin_storage(arg, 5);
+  return NULL;
+}
+
+static void test_eviction_for_held_request_commits_first(void **state) {
+  (void)state;
+  mm_config cfg = {.total_bytes = 1 * MiB, .on_evict = slow_evict};
+  mm_t *mm;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
+  for (uint64_t p = 1; p <= 128; p++) {
+    assert_int_equal(mm_acquire_storage(mm, p, 4096, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
+  }
+  pthread_t t;
+  pthread_create(&t, NULL, unpin_page_5, mm);
+  /* The unpin's pass claims page 5 for us, commits the grant, then runs
+   * the slow callback past our deadline: we are granted all the same. */
+  mm_status st = mm_acquire_execution(mm, 2, 4096, 60 * MS);
+  pthread_join(t, NULL);
+  mm_stats s = mm_test_stats(mm);
+  assert_true((st == MM_OK && s.evictions == 1) ||
+              (st == MM_ETIMEDOUT && s.evictions == 0));
+  mm_destroy(mm);
+}
+
 /* Callbacks that hold a new request each time they run, while mm_destroy
  * cancels everything: every request that was held gets exactly one
  * callback, and mm_destroy returns after the last. */
@@ -659,6 +714,8 @@ int main(void) {
       cmocka_unit_test(test_destroy_with_waiters),
       cmocka_unit_test(test_callback_reenters),
       cmocka_unit_test(test_starved_execution_bars_storage),
+      cmocka_unit_test(test_small_waiter_evicts_after_large_fails),
+      cmocka_unit_test(test_eviction_for_held_request_commits_first),
       cmocka_unit_test(test_destroy_while_callbacks_rearm),
       cmocka_unit_test(test_many_waiters_and_releasers),
   };
