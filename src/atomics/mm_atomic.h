@@ -185,8 +185,7 @@ static inline uint64_t mm_dword_hi(mm_dword d) {
 }
 
 /* One half, read atomically on its own. */
-static inline uint64_t mm_dword_load_half_relaxed(const mm_dword *p,
-                                                  int half) {
+static inline uint64_t mm_dword_load_half_relaxed(const mm_dword *p, int half) {
   return __atomic_load_n(&p->half[half], __ATOMIC_RELAXED);
 }
 
