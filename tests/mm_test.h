@@ -6,8 +6,10 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -16,6 +18,18 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
+
+/* cmocka's asserts may only fail on the test's own thread.  Worker
+ * threads and callbacks CHECK instead: a failure is printed and counted,
+ * and the test asserts the count is zero once the workers are joined. */
+static atomic_int mm_test_failures __attribute__((unused));
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      atomic_fetch_add(&mm_test_failures, 1);                                  \
+    }                                                                          \
+  } while (0)
 
 /* The pool rules every picture of the manager must obey, whatever
  * happened before: the pools sum to the budget, use fits in each pool and

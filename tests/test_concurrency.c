@@ -30,17 +30,8 @@
 
 static mm_t *mm;
 static atomic_long shadow; /* bytes granted and not yet released */
-static atomic_int failures;
 static atomic_bool stop_monitor;
 static pthread_barrier_t start_line; /* all workers start together */
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      atomic_fetch_add(&failures, 1);                                          \
-    }                                                                          \
-  } while (0)
 
 static uint64_t rng_next(uint64_t *s) { /* xorshift64* */
   *s ^= *s >> 12;
@@ -223,7 +214,7 @@ static void run_own_ids(int may_borrow) {
   memset(pins_held, 0, sizeof pins_held);
   memset(evicted_bytes, 0, sizeof evicted_bytes);
   atomic_store(&shadow, 0);
-  atomic_store(&failures, 0);
+  atomic_store(&mm_test_failures, 0);
   atomic_store(&stop_monitor, false);
   pthread_t mon, t[THREADS];
   pthread_create(&mon, NULL, monitor, (void *)(intptr_t)may_borrow);
@@ -234,7 +225,7 @@ static void run_own_ids(int may_borrow) {
   atomic_store(&stop_monitor, true);
   pthread_join(mon, NULL);
 
-  assert_int_equal(atomic_load(&failures), 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
   mm_stats s = mm_test_stats(mm);
   mm_test_check_stats(&s, STORAGE_INIT, may_borrow);
   assert_int_equal(s.execution_used_bytes, 0);
@@ -301,13 +292,13 @@ static void test_shared_exec_id(void **state) {
   mm = mm_test_create(TOTAL, 0);
   atomic_store(&acquired, 0);
   atomic_store(&released, 0);
-  atomic_store(&failures, 0);
+  atomic_store(&mm_test_failures, 0);
   pthread_t t[THREADS];
   for (int i = 0; i < THREADS; i++)
     pthread_create(&t[i], NULL, shared_id_worker, (void *)(intptr_t)i);
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
-  assert_int_equal(atomic_load(&failures), 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
 
   /* Conservation: what is left is exactly what was not given back. */
   size_t left = mm_execution_held(mm, SHARED_ID);
@@ -371,13 +362,13 @@ static void *shared_pages_worker(void *arg) {
 static void test_shared_pages(void **state) {
   (void)state;
   mm = mm_test_create(TOTAL, 0);
-  atomic_store(&failures, 0);
+  atomic_store(&mm_test_failures, 0);
   pthread_t t[THREADS];
   for (int i = 0; i < THREADS; i++)
     pthread_create(&t[i], NULL, shared_pages_worker, (void *)(intptr_t)i);
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
-  assert_int_equal(atomic_load(&failures), 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
 
   mm_stats s = mm_test_stats(mm);
   assert_int_equal(s.storage_pinned_bytes, 0);

@@ -299,15 +299,6 @@ static void test_protected_floor_at_terabytes(void **state) {
 static mm_t *race_mm;
 static atomic_int pins[IDS]; /* pins the test threads hold */
 static atomic_long acquired[IDS], released[IDS], evicted[IDS];
-static atomic_int failures;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      atomic_fetch_add(&failures, 1);                                          \
-    }                                                                          \
-  } while (0)
 
 static void race_callback(void *ctx, uint64_t id, void *data, size_t bytes) {
   (void)ctx, (void)data, (void)bytes;
@@ -392,13 +383,13 @@ static void run_race(int policy) {
     atomic_store(&released[i], 0);
     atomic_store(&evicted[i], 0);
   }
-  atomic_store(&failures, 0);
+  atomic_store(&mm_test_failures, 0);
   pthread_t t[THREADS];
   for (int i = 0; i < THREADS; i++)
     pthread_create(&t[i], NULL, racer, (void *)(uintptr_t)(i + 1));
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
-  assert_int_equal(atomic_load(&failures), 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
 
   /* Every incarnation of every id ended exactly once: released, evicted
    * (one callback each), or still registered. */

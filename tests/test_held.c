@@ -38,8 +38,10 @@ static void sleep_ms(int ms) {
 /* A manager whose whole budget is used: 1 MiB, execution 512 KiB used by
  * exec id 1, storage 512 KiB used by pages 1..128, pinned (nothing can be
  * evicted: only releases make room). */
-static mm_t *full_manager(int64_t overtake_ns) {
-  mm_config cfg = {.total_bytes = 1 * MiB, .overtake_limit_ns = overtake_ns};
+static mm_t *full_manager_with(int64_t overtake_ns, mm_evict_fn on_evict) {
+  mm_config cfg = {.total_bytes = 1 * MiB,
+                   .overtake_limit_ns = overtake_ns,
+                   .on_evict = on_evict};
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
   assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
@@ -48,6 +50,10 @@ static mm_t *full_manager(int64_t overtake_ns) {
     assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
   }
   return mm;
+}
+
+static mm_t *full_manager(int64_t overtake_ns) {
+  return full_manager_with(overtake_ns, NULL);
 }
 
 /* Unpin and release one of full_manager's pages. */
@@ -500,14 +506,7 @@ static void *unpin_page_5(void *arg) {
 
 static void test_eviction_for_held_request_commits_first(void **state) {
   (void)state;
-  mm_config cfg = {.total_bytes = 1 * MiB, .on_evict = slow_evict};
-  mm_t *mm;
-  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
-  assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
-  for (uint64_t p = 1; p <= 128; p++) {
-    assert_int_equal(mm_acquire_storage(mm, p, 4096, MM_NO_WAIT), MM_OK);
-    assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
-  }
+  mm_t *mm = full_manager_with(0, slow_evict);
   pthread_t t;
   pthread_create(&t, NULL, unpin_page_5, mm);
   /* The unpin's pass claims page 5 for us, commits the grant, then runs
