@@ -441,6 +441,75 @@ MM_API mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data);
 MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
 
 /*
+ * Real memory.
+ *
+ * The calls above only keep the books.  These hand out memory as well,
+ * from the manager's own jemalloc arena (the host's malloc is not
+ * involved), charged at the size jemalloc really hands out (its size
+ * class), before the block exists, and uncharged after it is freed: the
+ * memory the manager holds is never more than what it has charged.
+ */
+
+/*
+ * mm_exec_alloc - allocate @size bytes of execution memory for @exec_id.
+ *
+ * Charges the block's size class to @exec_id exactly as
+ * mm_acquire_execution would (borrowing, eviction, holding with
+ * @timeout_ns), then allocates it.  Free it with mm_exec_free.
+ *
+ * Returns MM_OK and the block in *@out, or
+ *   MM_EINVAL     @mm or @out is NULL, @size is 0 or more than
+ *                 max_execution_request, @timeout_ns is below -1, or
+ *                 called from an eviction callback;
+ *   MM_ENOMEM     MM_NO_WAIT and it does not fit, or the allocator failed
+ *                 (the charge is rolled back);
+ *   MM_ETIMEDOUT, MM_ECANCELED  as for mm_acquire_execution.
+ * Thread-safe.  A block may be freed on another thread.
+ */
+MM_API mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
+                               int64_t timeout_ns, void **out);
+
+/*
+ * mm_exec_free - free a block from mm_exec_alloc(@exec_id) and uncharge it.
+ *
+ * Returns MM_OK, or
+ *   MM_EINVAL  @mm or @ptr is NULL, @ptr is not a live block of the
+ *              manager's, or it was allocated for another exec id; the
+ *              memory @ptr points to is not touched.
+ * Thread-safe.  Free an exec id's blocks before mm_release_all_execution
+ * of that id: a block freed after it is freed, but its bytes had already
+ * been returned with the id's others.
+ */
+MM_API mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr);
+
+/*
+ * mm_storage_alloc - register storage page @page_id with @size bytes of
+ * memory, born pinned.
+ *
+ * Charges the block's size class rounded up to whole pages, exactly as
+ * mm_acquire_storage would (eviction, holding with @timeout_ns), then
+ * allocates the block and makes the page live with one pin: whoever holds
+ * the pointer holds a pin.  mm_unpin_storage makes it evictable;
+ * mm_pin_storage(mm, @page_id, &data) gives the pointer back, or
+ * MM_ENOENT once it was evicted.  The eviction callback receives the
+ * pointer; the block is freed after the callback returns, or when the
+ * page is released.
+ *
+ * Returns MM_OK and the block in *@out, or the statuses of
+ * mm_acquire_storage (MM_EINVAL also for a NULL @out), or MM_ENOMEM when
+ * the allocator failed (the charge is rolled back and the id is free).
+ * Thread-safe.
+ */
+MM_API mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                                  int64_t timeout_ns, void **out);
+
+/*
+ * mm_trim - give the manager's unused backing pages back to the system.
+ * @mm may be NULL (nothing happens).  Thread-safe.
+ */
+MM_API void mm_trim(mm_t *mm);
+
+/*
  * mm_stats - a picture of the manager.  Fields are only ever added at the
  * end.
  *
@@ -468,6 +537,13 @@ typedef struct mm_stats {
   uint64_t evicted_bytes;          /* bytes of the pages evicted */
   uint64_t storage_pages;          /* storage pages registered now */
   uint64_t execution_ids;          /* exec ids with a record now */
+  /* The manager's backing memory (its private jemalloc arena): bytes in
+   * blocks handed out, in pages the arena uses, resident in RAM.  At
+   * every moment backing_allocated_bytes <= execution_used_bytes +
+   * storage_used_bytes. */
+  uint64_t backing_allocated_bytes;
+  uint64_t backing_active_bytes;
+  uint64_t backing_resident_bytes;
 } mm_stats;
 
 /*

@@ -1,6 +1,6 @@
 /*
  * acquire.c -- the front door: every acquire, blocking or asynchronous,
- * execution or storage, comes through request_acquire.
+ * execution or storage, comes through mmi_request_acquire.
  *
  *   check the arguments (MM_EINVAL: nothing happens)
  *   storage: reserve the page id  (MM_EEXIST if taken)
@@ -53,9 +53,10 @@ static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
   return r == MMI_EVICT_DONE;
 }
 
-static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
-                                 uint64_t bytes, int64_t timeout_ns,
-                                 mm_grant_fn cb, void *ctx, uint64_t *ticket) {
+mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
+                              uint64_t bytes, int64_t timeout_ns,
+                              mm_grant_fn cb, void *ctx, uint64_t *ticket,
+                              struct mmi_page **pending) {
   mm_status st;
   struct mmi_page *pg = NULL;
   struct mmi_exec *spare = NULL;
@@ -83,7 +84,10 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   if (mmi_held_may_take_now(mm, pool, timeout_ns) &&
       charge_now(mm, pool, bytes, &spare)) {
     if (pool == MM_POOL_STORAGE) {
-      mmi_page_activate(mm, pg);
+      if (pending)
+        *pending = pg; /* charged; the caller makes it live */
+      else
+        mmi_page_activate(mm, pg, 0);
       pg = NULL;
       st = MM_OK;
     } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare)) != MM_OK) {
@@ -108,13 +112,16 @@ static mm_status request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     mmi_exec_spare_free(spare);
   spare = NULL;
   if (cb) {
-    st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, cb, ctx,
-                       ticket);
+    st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, false, cb,
+                       ctx, ticket);
     goto out;
   }
   mmi_rcu_read_unlock(); /* never sleep in a read section */
-  return mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, NULL, NULL,
-                       NULL);
+  st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, pending != NULL,
+                     NULL, NULL, NULL);
+  if (st == MM_OK && pending)
+    *pending = reserved; /* granted, still pending: the caller's now */
+  return st;
 
 out:
   if (pg)
@@ -134,8 +141,8 @@ static mm_status acquire_checked(mm_t *mm, mm_pool pool, uint64_t id,
   uint64_t charge_bytes = request_bytes(mm, pool, bytes);
   if (!charge_bytes)
     return MM_EINVAL;
-  return request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
-                         ticket);
+  return mmi_request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
+                             ticket, NULL);
 }
 
 mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,

@@ -378,6 +378,7 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   for (mmi_page *pg = list, *next; pg; pg = next) {
     next = pg->claimed;
     evicted++;
+    mmi_page_free_data(mm, pg); /* the callback has returned */
     mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
     mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
     mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);

@@ -166,6 +166,7 @@ size_t mm_execution_held(const mm_t *mm, uint64_t exec_id) {
   return h;
 }
 
-void mmi_exec_drop(mmi_node *n) {
+void mmi_exec_drop(mmi_node *n, void *mm) {
+  (void)mm;
   mmi_meta_free(caa_container_of(n, mmi_exec, node));
 }

@@ -102,6 +102,7 @@ struct mmi_waiter {
   mm_grant_fn cb; /* NULL: a blocking caller owns this waiter */
   void *ctx;
   bool ticketed;
+  bool keep_pending;      /* storage: the caller makes the page live */
   struct mmi_exec *spare; /* execution: a record for the grant to use */
   struct mmi_page *page;  /* storage: the reserved (pending) page */
   mmi_waiter *next;       /* private list link, baton holder's */
@@ -152,8 +153,8 @@ static void finish_granted(mm_t *mm, mmi_waiter *w) {
     mm_status st = mmi_exec_attribute(mm, w->id, w->bytes, &w->spare);
     (void)st;
     assert(st == MM_OK); /* the spare record makes it infallible */
-  } else {
-    mmi_page_activate(mm, w->page);
+  } else if (!w->keep_pending) {
+    mmi_page_activate(mm, w->page, 0);
   }
   mmi_rcu_read_unlock();
   mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
@@ -396,7 +397,8 @@ static mm_status wait_outcome(mm_t *mm, mmi_waiter *w) {
 
 mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
                         int64_t timeout_ns, struct mmi_page *page,
-                        mm_grant_fn cb, void *ctx, uint64_t *ticket) {
+                        bool keep_pending, mm_grant_fn cb, void *ctx,
+                        uint64_t *ticket) {
   mmi_held *h = &mm->held;
   /* seq_cst, both: either mmi_held_shutdown sees this caller inside and
    * waits for it, or this caller sees the manager going away. */
@@ -443,6 +445,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->cb = cb;
   w->ctx = ctx;
   w->ticketed = false;
+  w->keep_pending = keep_pending;
   w->spare = spare;
   w->page = page;
   w->next = NULL;
@@ -556,12 +559,12 @@ mm_status mmi_held_init(mm_t *mm) {
   if (!h->tickets)
     return MM_ENOMEM;
   if (!mmi_queue_init(&h->arrivals)) {
-    mmi_registry_destroy(h->tickets, NULL);
+    mmi_registry_destroy(h->tickets, NULL, NULL);
     return MM_ENOMEM;
   }
   if (pthread_create(&h->service, NULL, service_main, mm) != 0) {
     mmi_queue_fini(&h->arrivals);
-    mmi_registry_destroy(h->tickets, NULL);
+    mmi_registry_destroy(h->tickets, NULL, NULL);
     return MM_ENOMEM;
   }
   return MM_OK;
@@ -612,5 +615,5 @@ void mmi_held_shutdown(mm_t *mm) {
   pthread_join(h->service, NULL);
 
   mmi_queue_fini(&h->arrivals);
-  mmi_registry_destroy(h->tickets, NULL);
+  mmi_registry_destroy(h->tickets, NULL, NULL);
 }

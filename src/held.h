@@ -63,14 +63,17 @@ void mmi_held_after_release(mm_t *mm);
 
 /*
  * Hold a request that did not fit.  For storage, @page is its reserved
- * (pending) record, already published.  Asynchronous (@cb set): returns
- * MM_EINPROGRESS and sets *@ticket, or MM_ENOMEM.  Blocking: returns the
- * outcome after waiting.  Called in a read section for an asynchronous
- * request; outside one for a blocking request (it sleeps).
+ * (pending) record, already published; with @keep_pending the grant
+ * leaves it pending (charged) for the blocking caller to make live.
+ * Asynchronous (@cb set): returns MM_EINPROGRESS and sets *@ticket, or
+ * MM_ENOMEM.  Blocking: returns the outcome after waiting.  Called in a read
+ * section for an asynchronous request; outside one for a blocking request (it
+ * sleeps).
  */
 mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
                         int64_t timeout_ns, struct mmi_page *page,
-                        mm_grant_fn cb, void *ctx, uint64_t *ticket);
+                        bool keep_pending, mm_grant_fn cb, void *ctx,
+                        uint64_t *ticket);
 
 mm_status mmi_held_cancel(mm_t *mm, uint64_t ticket);
 

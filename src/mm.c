@@ -124,31 +124,49 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   mmi_pool_init(&mm->pool, plan.total_bytes, storage_init,
                 plan.storage_may_borrow);
   mmi_counters_init(&mm->counters);
-  mm->execs = mmi_registry_new(1024);
-  mm->pages =
-      mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size);
-  bool victims = mm->execs && mm->pages && mmi_victims_init(mm) == MM_OK;
-  if (!victims || mmi_held_init(mm) != MM_OK) {
-    if (victims)
-      mmi_victims_fini(mm);
-    if (mm->execs)
-      mmi_registry_destroy(mm->execs, mmi_exec_drop);
-    if (mm->pages)
-      mmi_registry_destroy(mm->pages, mmi_page_drop);
-    mmi_meta_free(mm);
-    return MM_ENOMEM;
-  }
+
+  /* Build each subsystem in turn; on failure undo the ones built. */
+  st = MM_ENOMEM;
+  if (!(mm->execs = mmi_registry_new(1024)))
+    goto no_execs;
+  if (!(mm->allocs = mmi_registry_new(1024)))
+    goto no_allocs;
+  if (!(mm->pages =
+            mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size)))
+    goto no_pages;
+  if ((st = mmi_backing_init(&mm->backing)) != MM_OK)
+    goto no_backing;
+  if ((st = mmi_victims_init(mm)) != MM_OK)
+    goto no_victims;
+  if ((st = mmi_held_init(mm)) != MM_OK)
+    goto no_held;
   *out = mm;
   return MM_OK;
+
+no_held:
+  mmi_victims_fini(mm);
+no_victims:
+  mmi_backing_fini(&mm->backing);
+no_backing:
+  mmi_registry_destroy(mm->pages, NULL, NULL);
+no_pages:
+  mmi_registry_destroy(mm->allocs, NULL, NULL);
+no_allocs:
+  mmi_registry_destroy(mm->execs, NULL, NULL);
+no_execs:
+  mmi_meta_free(mm);
+  return st;
 }
 
 void mm_destroy(mm_t *mm) {
   if (!mm)
     return;
   mmi_held_shutdown(mm);
-  mmi_registry_destroy(mm->pages, mmi_page_drop);
-  mmi_registry_destroy(mm->execs, mmi_exec_drop);
+  mmi_registry_destroy(mm->pages, mmi_page_drop, mm); /* frees their data */
+  mmi_registry_destroy(mm->allocs, mmi_alloc_drop, mm);
+  mmi_registry_destroy(mm->execs, mmi_exec_drop, mm);
   mmi_victims_fini(mm);
+  mmi_backing_fini(&mm->backing); /* after every block went back */
   mmi_meta_free(mm);
   mmi_rcu_barrier(); /* records retired earlier are freed before we return */
 }
@@ -183,5 +201,11 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->evictions = mmi_count_sum(cs, MMI_EVICTIONS);
   out->evicted_bytes = mmi_count_sum(cs, MMI_EVICTED_BYTES);
   out->storage_pages = mmi_count_gauge(cs, MMI_STORAGE_PAGES);
+  uint64_t allocated, active, resident;
+  mmi_backing_stats((mmi_backing *)&mm->backing, &allocated, &active,
+                    &resident);
+  out->backing_allocated_bytes = allocated;
+  out->backing_active_bytes = active;
+  out->backing_resident_bytes = resident;
   out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
 }

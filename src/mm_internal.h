@@ -8,6 +8,7 @@
 
 #include "memory_manager.h"
 
+#include "backing.h"
 #include "evict.h"
 #include "held.h"
 #include "pool.h"
@@ -34,8 +35,10 @@ struct mm {
   mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
   mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
-  mmi_held held;       /* requests waiting for memory (held.c) */
-  mmi_victims victims; /* live pages, for eviction (evict.c) */
+  mmi_held held;        /* requests waiting for memory (held.c) */
+  mmi_victims victims;  /* live pages, for eviction (evict.c) */
+  mmi_backing backing;  /* real memory (backing.c) */
+  mmi_registry *allocs; /* block address -> allocation (alloc.c) */
   mmi_counters counters;
 };
 
@@ -43,6 +46,15 @@ struct mm {
 static inline bool mmi_timeout_valid(int64_t timeout_ns) {
   return timeout_ns >= MM_WAIT_FOREVER;
 }
+
+/* ---- acquire.c: the front door ---- */
+/* Grant, decline or hold @bytes (already validated) of @pool for @id.
+ * With @pending (storage, no @cb): a granted page is left pending but
+ * charged in *@pending, for the caller to give memory and make live. */
+mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
+                              uint64_t bytes, int64_t timeout_ns,
+                              mm_grant_fn cb, void *ctx, uint64_t *ticket,
+                              struct mmi_page **pending);
 
 /* ---- exec.c: execution records ---- */
 struct mmi_exec;
@@ -54,7 +66,7 @@ mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
                              struct mmi_exec **spare);
 struct mmi_exec *mmi_exec_spare_new(void);
 void mmi_exec_spare_free(struct mmi_exec *e);
-void mmi_exec_drop(mmi_node *n);
+void mmi_exec_drop(mmi_node *n, void *mm);
 
 /* ---- storage.c: page records ---- */
 struct mmi_page;
@@ -70,14 +82,21 @@ void mmi_page_free_unpublished(struct mmi_page *pg);
  * releases see no such page, acquires see MM_EEXIST).  MM_EEXIST if the
  * id is taken.  In a read section. */
 mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg);
-/* A reserved page whose bytes are now charged becomes live, unpinned, and
- * joins the victim set; or it is abandoned (unlinked, freed through
- * RCU).  In a read section. */
-void mmi_page_activate(mm_t *mm, struct mmi_page *pg);
+/* A reserved page whose bytes are now charged becomes live with @pins pins
+ * (0, or 1: born pinned) and joins the victim set; or it is abandoned
+ * (unlinked, freed through RCU).  In a read section. */
+void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins);
+/* Give a pending page its memory (before mmi_page_activate). */
+void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size);
+/* Give a retired or abandoned page's memory back (before its charge). */
+void mmi_page_free_data(mm_t *mm, struct mmi_page *pg);
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
 /* Unlink a retired record; the one caller whose unlink succeeds retires
  * it through RCU.  In a read section. */
 void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);
-void mmi_page_drop(mmi_node *n);
+void mmi_page_drop(mmi_node *n, void *mm);
+
+/* ---- alloc.c: execution blocks ---- */
+void mmi_alloc_drop(mmi_node *n, void *mm);
 
 #endif /* MM_INTERNAL_H */

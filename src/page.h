@@ -20,6 +20,7 @@ typedef struct mmi_page {
   mmi_node node;            /* key: the page id */
   uint64_t bytes;           /* as charged: a multiple of page_size */
   void *data;               /* NULL: accounting-only */
+  size_t data_size;         /* what data was allocated with */
   mm_atomic_u64 state;      /* every decision about the page: one CAS */
   mm_atomic_u64 last_use;   /* LRU clock at its last pin (sampled LRU) */
   uint32_t slot;            /* its place in the victim set, while live */

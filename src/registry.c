@@ -99,7 +99,8 @@ mmi_registry *mmi_registry_new(uint64_t expected) {
   return r;
 }
 
-void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n)) {
+void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n, void *ctx),
+                          void *ctx) {
   struct cds_lfht_iter it;
   struct cds_lfht_node *lf;
   mmi_node *unlinked = NULL;
@@ -129,7 +130,7 @@ void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n)) {
     mmi_node *n = unlinked;
     unlinked = (mmi_node *)n->rcu.next.next;
     if (drop)
-      drop(n);
+      drop(n, ctx);
   }
 }
 

@@ -38,12 +38,13 @@ void mmi_rcu_read_unlock(void);
 mmi_registry *mmi_registry_new(uint64_t expected);
 
 /*
- * Drop every record still present, calling @drop on each (which must free
- * it; NULL when the caller knows the registry is empty), then free the
- * registry.  Nothing else may use the registry.  Records retired earlier
- * may still wait for their grace period: see mmi_rcu_barrier.
+ * Drop every record still present, calling @drop(record, @ctx) on each
+ * (which must free it; NULL when the caller knows the registry is empty), then
+ * free the registry.  Nothing else may use the registry.  Records retired
+ * earlier may still wait for their grace period: see mmi_rcu_barrier.
  */
-void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n));
+void mmi_registry_destroy(mmi_registry *r, void (*drop)(mmi_node *n, void *ctx),
+                          void *ctx);
 
 /* Wait until every deferred free of the process has run (rcu_barrier).
  * Not in a read section, not from an RCU callback. */

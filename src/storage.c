@@ -85,6 +85,7 @@ struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
   pg->node.key = page_id;
   pg->bytes = bytes;
   pg->data = NULL;
+  pg->data_size = 0;
   mm_store_relaxed_u64(&pg->state, PAGE_PENDING);
   mm_store_relaxed_u64(&pg->last_use, 0);
   pg->slot = 0;
@@ -107,12 +108,27 @@ mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg) {
   return MM_OK;
 }
 
-void mmi_page_activate(mm_t *mm, struct mmi_page *pg) {
+void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins) {
   mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1); /* before it can go */
+  if (pins)
+    mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
   mmi_victims_add(mm, pg); /* still PENDING: no probe claims it yet */
-  /* release: whoever finds the page live finds it complete.  Only the
-   * request that reserved a pending page writes its state. */
-  mm_store_release_u64(&pg->state, 0);
+  /* release: whoever finds the page live finds it complete (its data
+   * too).  Only the request that reserved a pending page writes its
+   * state. */
+  mm_store_release_u64(&pg->state, pins);
+}
+
+void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size) {
+  pg->data = data; /* published by the activation's release store */
+  pg->data_size = size;
+}
+
+void mmi_page_free_data(mm_t *mm, struct mmi_page *pg) {
+  if (pg->data) {
+    mmi_backing_free(&mm->backing, pg->data, pg->data_size);
+    pg->data = NULL;
+  }
 }
 
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
@@ -175,6 +191,7 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   if (st == MM_OK) {
     /* Retired: no pin can succeed now and no other release can win it. */
     mmi_victims_remove(mm, pg); /* before the charge is returned */
+    mmi_page_free_data(mm, pg); /* memory first, then the charge */
     mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
     mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
     mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
@@ -221,6 +238,8 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   return st;
 }
 
-void mmi_page_drop(mmi_node *n) {
-  mmi_meta_free(caa_container_of(n, mmi_page, node));
+void mmi_page_drop(mmi_node *n, void *mm) {
+  mmi_page *pg = caa_container_of(n, mmi_page, node);
+  mmi_page_free_data(mm, pg);
+  mmi_meta_free(pg);
 }

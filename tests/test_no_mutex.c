@@ -73,8 +73,6 @@ static void *hot_paths(void *arg) {
         mm_acquire_execution(mm, 1u << 20, 8 * MiB + 1, MM_NO_WAIT) !=
             MM_EINVAL)
       return (void *)(intptr_t)-1;
-    mm_stats s;
-    mm_get_stats(mm, &s);
     (void)mm_execution_held(mm, 7);
   }
   /* A task's end and a fresh id: record retired through RCU, new one

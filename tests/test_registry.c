@@ -8,7 +8,8 @@
 #include "registry.h"
 
 static int dropped;
-static void drop_counting(mmi_node *n) {
+static void drop_counting(mmi_node *n, void *ctx) {
+  (void)ctx;
   dropped++;
   mmi_meta_free(n);
 }
@@ -49,7 +50,7 @@ static void test_insert_find_remove(void **state) {
   mmi_rcu_retire(a);
 
   dropped = 0;
-  mmi_registry_destroy(r, drop_counting);
+  mmi_registry_destroy(r, drop_counting, NULL);
   mmi_rcu_barrier(); /* a's deferred free has run */
   assert_int_equal(dropped, 1000);
 }
@@ -87,7 +88,7 @@ static void test_racing_inserts(void **state) {
     total += wins[i];
   assert_int_equal(total, KEYS);
   dropped = 0;
-  mmi_registry_destroy(shared, drop_counting);
+  mmi_registry_destroy(shared, drop_counting, NULL);
   assert_int_equal(dropped, KEYS);
 }
 

@@ -1,0 +1,145 @@
+/*
+ * alloc.c -- real memory on top of the books: mm_exec_alloc, mm_exec_free,
+ * mm_storage_alloc.
+ *
+ * Every block is charged before it exists and uncharged after it is gone,
+ * at the size the backing allocator really hands out, so that at every
+ * moment the memory allocated is at most the memory charged:
+ *
+ *   alloc: charge (the same front door as mm_acquire_*: wait, evict ...)
+ *          -> allocate -> record;   a failed allocation uncharges.
+ *   free:  unrecord (one CAS decides: a double free is refused) -> free
+ *          -> uncharge.
+ *
+ * Execution blocks are recorded in mm->allocs (block address -> exec id
+ * and size), so that mm_exec_free can refuse a pointer that is not the
+ * manager's, or not that exec id's, without touching the memory it points
+ * to.  A storage page's block hangs off its page record: the page is
+ * charged and left pending, given its block, and only then made live,
+ * born pinned, so nobody ever sees a page without its memory.  It is
+ * freed when the page is released, or evicted (after the callback).
+ */
+#include "mm_internal.h"
+
+enum { ALLOC_LIVE, ALLOC_FREED };
+
+typedef struct mmi_alloc {
+  mmi_node node; /* key: the block's address */
+  uint64_t exec_id;
+  size_t size;      /* asked for: what the block is freed with */
+  uint64_t charged; /* its size class: what the books hold */
+  mm_atomic_u32 state;
+} mmi_alloc;
+
+mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
+                        int64_t timeout_ns, void **out) {
+  if (!mm || !out || size == 0 || size > mm->cfg.max_execution_request ||
+      !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(mm))
+    return MM_EINVAL;
+  uint64_t charged = mmi_backing_size(&mm->backing, size);
+  if (!charged)
+    return MM_EINVAL;
+  mm_status st = mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, charged,
+                                     timeout_ns, NULL, NULL, NULL, NULL);
+  if (st != MM_OK)
+    return st;
+
+  mmi_alloc *rec = mmi_meta_alloc(sizeof *rec);
+  void *p = rec ? mmi_backing_alloc(&mm->backing, size) : NULL;
+  if (!p) { /* every charge rolled back */
+    mmi_meta_free(rec);
+    mm_status back = mm_release_execution(mm, exec_id, charged);
+    assert(back == MM_OK);
+    (void)back;
+    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    return MM_ENOMEM;
+  }
+  rec->node.key = (uint64_t)(uintptr_t)p;
+  rec->exec_id = exec_id;
+  rec->size = size;
+  rec->charged = charged;
+  mm_store_relaxed_u32(&rec->state, ALLOC_LIVE);
+  mmi_rcu_read_lock();
+  mmi_node *got = mmi_registry_insert_unique(mm->allocs, &rec->node);
+  assert(got == &rec->node); /* a live block has one address */
+  (void)got;
+  mmi_rcu_read_unlock();
+  *out = p;
+  return MM_OK;
+}
+
+mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
+  if (!mm || !ptr)
+    return MM_EINVAL;
+  size_t size = 0;
+  uint64_t charged = 0;
+  mm_status st = MM_EINVAL;
+  mmi_rcu_read_lock();
+  mmi_node *n = mmi_registry_find(mm->allocs, (uint64_t)(uintptr_t)ptr);
+  if (n) {
+    mmi_alloc *rec = caa_container_of(n, mmi_alloc, node);
+    uint32_t live = ALLOC_LIVE;
+    /* Commit point: one CAS; a second free of the block loses it. */
+    if (rec->exec_id == exec_id &&
+        mm_cas_acq_rel_u32(&rec->state, &live, ALLOC_FREED)) {
+      size = rec->size;
+      charged = rec->charged;
+      if (mmi_registry_remove(mm->allocs, &rec->node))
+        mmi_rcu_retire(&rec->node);
+      st = MM_OK;
+    }
+  }
+  mmi_rcu_read_unlock();
+  if (st != MM_OK)
+    return st; /* not the manager's, not this id's, or freed: untouched */
+  mmi_backing_free(&mm->backing, ptr, size); /* memory first ... */
+  /* ... then the charge (already gone if mm_release_all_execution took
+   * this id's bytes while the block lived). */
+  (void)mm_release_execution(mm, exec_id, charged);
+  return MM_OK;
+}
+
+mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                           int64_t timeout_ns, void **out) {
+  if (!mm || !out || size == 0 || !mmi_timeout_valid(timeout_ns) ||
+      mmi_in_evict_callback(mm))
+    return MM_EINVAL;
+  uint64_t charged = mmi_page_round(mm, mmi_backing_size(&mm->backing, size));
+  if (!charged || charged > mmi_pool_storage_max(&mm->pool))
+    return MM_EINVAL;
+  struct mmi_page *pg = NULL;
+  mm_status st = mmi_request_acquire(mm, MM_POOL_STORAGE, page_id, charged,
+                                     timeout_ns, NULL, NULL, NULL, &pg);
+  if (st != MM_OK)
+    return st;
+
+  void *data = mmi_backing_alloc(&mm->backing, size);
+  mmi_rcu_read_lock();
+  if (data) {
+    mmi_page_set_data(pg, data, size);
+    mmi_page_activate(mm, pg, 1); /* born pinned: the caller holds it */
+  } else {                        /* every charge rolled back */
+    mmi_page_abandon(mm, pg);
+    mmi_pool_uncharge_storage(&mm->pool, charged);
+    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+  }
+  mmi_rcu_read_unlock();
+  if (!data) {
+    mmi_held_after_release(mm);
+    return MM_ENOMEM;
+  }
+  *out = data;
+  return MM_OK;
+}
+
+void mm_trim(mm_t *mm) {
+  if (mm)
+    mmi_backing_trim(&mm->backing);
+}
+
+void mmi_alloc_drop(mmi_node *n, void *mm) {
+  mmi_alloc *rec = caa_container_of(n, mmi_alloc, node);
+  mmi_backing_free(&((mm_t *)mm)->backing, (void *)(uintptr_t)rec->node.key,
+                   rec->size);
+  mmi_meta_free(rec);
+}
