@@ -176,6 +176,9 @@ typedef struct mm_config {
   unsigned lru_samples;           /* MM_EVICT_SAMPLED_LRU: unpinned pages
                                      compared per victim; 0 means 5; at
                                      most 64 */
+  size_t cpu_cache_bytes;         /* freed blocks parked per CPU for reuse
+                                     (mm_exec_alloc, mm_storage_alloc);
+                                     0 means 256 KiB; at most 64 MiB */
 } mm_config;
 
 /*
@@ -540,10 +543,14 @@ typedef struct mm_stats {
   /* The manager's backing memory (its private jemalloc arena): bytes in
    * blocks handed out, in pages the arena uses, resident in RAM.  At
    * every moment backing_allocated_bytes <= execution_used_bytes +
-   * storage_used_bytes. */
+   * storage_used_bytes + cache_parked_bytes. */
   uint64_t backing_allocated_bytes;
   uint64_t backing_active_bytes;
   uint64_t backing_resident_bytes;
+  /* Blocks freed and parked in the per-CPU caches (allocated, no longer
+   * charged): at most ncpu * cpu_cache_bytes, and kept near 0 when the
+   * budget is nearly used up. */
+  uint64_t cache_parked_bytes;
 } mm_stats;
 
 /*

@@ -41,6 +41,7 @@ static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
                        struct mmi_exec **spare) {
   if (mmi_pool_charge(&mm->pool, pool, bytes))
     return true;
+  mmi_blocks_reclaim(mm); /* the budget is full: no block parked idle */
   if (mmi_pool_storage_used(&mm->pool) == 0)
     return false; /* no page to evict */
   if (pool == MM_POOL_EXECUTION && !(*spare = mmi_exec_spare_new()))

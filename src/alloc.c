@@ -31,6 +31,25 @@ typedef struct mmi_alloc {
   mm_atomic_u32 state;
 } mmi_alloc;
 
+void *mmi_block_alloc(mm_t *mm, size_t size) {
+  return mmi_cache_alloc(&mm->caches, &mm->backing, size);
+}
+
+void mmi_block_free(mm_t *mm, void *p, size_t size) {
+  /* Park the block only while the budget has room for every cache to be
+   * full: near the limit, memory goes straight back to the arena, so what
+   * the arena holds stays close to what the books charge. */
+  uint64_t used = mmi_pool_used_guess(&mm->pool);
+  bool park = used + (uint64_t)mm->caches.ncpu * mm->caches.bound <=
+              mm->cfg.total_bytes;
+  mmi_cache_free(&mm->caches, &mm->backing, p, size, park);
+}
+
+void mmi_blocks_reclaim(mm_t *mm) {
+  if (mmi_caches_parked(&mm->caches))
+    mmi_caches_drain(&mm->caches, &mm->backing, false);
+}
+
 mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
                         int64_t timeout_ns, void **out) {
   if (!mm || !out || size == 0 || size > mm->cfg.max_execution_request ||
@@ -45,7 +64,7 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
     return st;
 
   mmi_alloc *rec = mmi_meta_alloc(sizeof *rec);
-  void *p = rec ? mmi_backing_alloc(&mm->backing, size) : NULL;
+  void *p = rec ? mmi_block_alloc(mm, size) : NULL;
   if (!p) { /* every charge rolled back */
     mmi_meta_free(rec);
     mm_status back = mm_release_execution(mm, exec_id, charged);
@@ -92,7 +111,7 @@ mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
   mmi_rcu_read_unlock();
   if (st != MM_OK)
     return st; /* not the manager's, not this id's, or freed: untouched */
-  mmi_backing_free(&mm->backing, ptr, size); /* memory first ... */
+  mmi_block_free(mm, ptr, size); /* memory first ... */
   /* ... then the charge (already gone if mm_release_all_execution took
    * this id's bytes while the block lived). */
   (void)mm_release_execution(mm, exec_id, charged);
@@ -113,7 +132,7 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
   if (st != MM_OK)
     return st;
 
-  void *data = mmi_backing_alloc(&mm->backing, size);
+  void *data = mmi_block_alloc(mm, size);
   mmi_rcu_read_lock();
   if (data) {
     mmi_page_set_data(pg, data, size);
@@ -133,8 +152,10 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
 }
 
 void mm_trim(mm_t *mm) {
-  if (mm)
-    mmi_backing_trim(&mm->backing);
+  if (!mm)
+    return;
+  mmi_caches_drain(&mm->caches, &mm->backing, false);
+  mmi_backing_trim(&mm->backing);
 }
 
 void mmi_alloc_drop(mmi_node *n, void *mm) {

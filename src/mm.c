@@ -91,6 +91,11 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
   if (storage_max / out->page_size > MMI_MAX_PAGES)
     return MM_EINVAL;
 
+  if (out->cpu_cache_bytes == 0)
+    out->cpu_cache_bytes = MMI_DEFAULT_CPU_CACHE;
+  if (out->cpu_cache_bytes > MMI_MAX_CPU_CACHE)
+    return MM_EINVAL;
+
   if (out->overtake_limit_ns < 0)
     return MM_EINVAL;
   if (out->overtake_limit_ns == 0)
@@ -136,6 +141,9 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
     goto no_pages;
   if ((st = mmi_backing_init(&mm->backing)) != MM_OK)
     goto no_backing;
+  if ((st = mmi_caches_init(&mm->caches, &mm->backing, plan.cpu_cache_bytes)) !=
+      MM_OK)
+    goto no_caches;
   if ((st = mmi_victims_init(mm)) != MM_OK)
     goto no_victims;
   if ((st = mmi_held_init(mm)) != MM_OK)
@@ -146,6 +154,8 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
 no_held:
   mmi_victims_fini(mm);
 no_victims:
+  mmi_caches_fini(&mm->caches, &mm->backing);
+no_caches:
   mmi_backing_fini(&mm->backing);
 no_backing:
   mmi_registry_destroy(mm->pages, NULL, NULL);
@@ -166,6 +176,7 @@ void mm_destroy(mm_t *mm) {
   mmi_registry_destroy(mm->allocs, mmi_alloc_drop, mm);
   mmi_registry_destroy(mm->execs, mmi_exec_drop, mm);
   mmi_victims_fini(mm);
+  mmi_caches_fini(&mm->caches, &mm->backing);
   mmi_backing_fini(&mm->backing); /* after every block went back */
   mmi_meta_free(mm);
   mmi_rcu_barrier(); /* records retired earlier are freed before we return */
@@ -207,5 +218,6 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->backing_allocated_bytes = allocated;
   out->backing_active_bytes = active;
   out->backing_resident_bytes = resident;
+  out->cache_parked_bytes = mmi_caches_parked(&mm->caches);
   out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
 }

@@ -9,6 +9,7 @@
 #include "memory_manager.h"
 
 #include "backing.h"
+#include "cpucache.h"
 #include "evict.h"
 #include "held.h"
 #include "pool.h"
@@ -26,6 +27,8 @@
 #define MMI_DEFAULT_LRU_SAMPLES 5u
 #define MMI_MAX_LRU_SAMPLES     64u
 #define MMI_MAX_PAGES           ((uint64_t)1 << 30) /* storage, in pages */
+#define MMI_DEFAULT_CPU_CACHE   ((size_t)256 << 10)
+#define MMI_MAX_CPU_CACHE       ((size_t)64 << 20)
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
@@ -35,10 +38,11 @@ struct mm {
   mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
   mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
-  mmi_held held;        /* requests waiting for memory (held.c) */
-  mmi_victims victims;  /* live pages, for eviction (evict.c) */
-  mmi_backing backing;  /* real memory (backing.c) */
-  mmi_registry *allocs; /* block address -> allocation (alloc.c) */
+  mmi_held held;         /* requests waiting for memory (held.c) */
+  mmi_victims victims;   /* live pages, for eviction (evict.c) */
+  mmi_backing backing;   /* real memory (backing.c) */
+  mmi_cpu_caches caches; /* freed blocks, per CPU (cpucache.c) */
+  mmi_registry *allocs;  /* block address -> allocation (alloc.c) */
   mmi_counters counters;
 };
 
@@ -96,7 +100,12 @@ void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
 void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);
 void mmi_page_drop(mmi_node *n, void *mm);
 
-/* ---- alloc.c: execution blocks ---- */
+/* ---- alloc.c: blocks ---- */
 void mmi_alloc_drop(mmi_node *n, void *mm);
+/* A block of @size, and its return: through this CPU's cache. */
+void *mmi_block_alloc(mm_t *mm, size_t size);
+void mmi_block_free(mm_t *mm, void *p, size_t size);
+/* The books are nearly full: give parked blocks back to the arena. */
+void mmi_blocks_reclaim(mm_t *mm);
 
 #endif /* MM_INTERNAL_H */

@@ -130,6 +130,11 @@ void mmi_pool_move_from_storage(mmi_pool *p, int half, uint64_t out,
   assert(cur.half[HALF_STORAGE] >= out);
 }
 
+uint64_t mmi_pool_used_guess(const mmi_pool *p) {
+  mm_dword d = mm_dword_load_torn_relaxed(&p->used);
+  return mm_dword_lo(d) + mm_dword_hi(d);
+}
+
 uint64_t mmi_pool_storage_used(const mmi_pool *p) {
   return mm_dword_load_half_relaxed(&p->used, HALF_STORAGE);
 }

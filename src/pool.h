@@ -62,6 +62,10 @@ uint64_t mmi_pool_charge_upto(mmi_pool *p, int which, uint64_t bytes);
 void mmi_pool_move_from_storage(mmi_pool *p, int which, uint64_t out,
                                 uint64_t in);
 
+/* Both pools' use, from a guess that may mix two moments: for
+ * heuristics only, never for a decision about a charge. */
+uint64_t mmi_pool_used_guess(const mmi_pool *p);
+
 /* Storage bytes in use now (one atomic read of that half). */
 uint64_t mmi_pool_storage_used(const mmi_pool *p);
 

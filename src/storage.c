@@ -126,7 +126,7 @@ void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size) {
 
 void mmi_page_free_data(mm_t *mm, struct mmi_page *pg) {
   if (pg->data) {
-    mmi_backing_free(&mm->backing, pg->data, pg->data_size);
+    mmi_block_free(mm, pg->data, pg->data_size);
     pg->data = NULL;
   }
 }
