@@ -1,0 +1,271 @@
+/*
+ * alloc.c -- throughput of the books and of real memory, against
+ * baselines, at 1, 2, 4, 8 and 16 threads, side by side in one run.
+ *
+ *   mm-bench-alloc [seconds-per-point] [csv-file]   (default 0.3 s)
+ *
+ * Accounting only: acquire + release of 4 KiB of execution memory, one
+ * exec id per thread, through
+ *   mm       mm_acquire_execution / mm_release_execution;
+ *   mutex    the same two-pool policy behind one global mutex (what a
+ *            synchronized memory manager does): the honest baseline;
+ *   atomic   a single shared atomic counter with a limit: the floor of
+ *            any design that shares one word.
+ * Real memory: alloc + free of 64 B, 4 KiB, 64 KiB and 1 MiB through
+ *   mm       mm_exec_alloc / mm_exec_free;
+ *   mallocx  jemalloc mallocx/dallocx on a private arena (its tcache on);
+ *   je       jemalloc malloc/free;
+ *   glibc    glibc malloc/free (__libc_malloc).
+ *
+ * Every thread does the same loop until the time is up; the figure is
+ * operations (pairs) per second, all threads together.  A benchmark, not a
+ * test: run it on a quiet machine.
+ */
+#include <memory_manager.h>
+
+#include <jemalloc/jemalloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+
+static double seconds = 0.3;
+static const int threads_list[] = {1, 2, 4, 8, 16};
+#define NTHREADS 5
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- the baselines ----------------------------------------------------- */
+
+#define TOTAL ((size_t)1 << 30)
+
+/* The two-pool policy of the manager, behind one mutex, with a per-id map
+ * (open addressing) as a synchronized manager keeps one. */
+static struct {
+  pthread_mutex_t mu;
+  size_t exec_used, storage_used, exec_init;
+  uint64_t id[64];
+  size_t held[64];
+} locked = {.mu = PTHREAD_MUTEX_INITIALIZER, .exec_init = TOTAL / 2};
+
+static int locked_acquire(uint64_t id, size_t bytes) {
+  int ok = 0;
+  pthread_mutex_lock(&locked.mu);
+  if (locked.exec_used + bytes + locked.storage_used <= TOTAL) {
+    unsigned k = (unsigned)(id * 0x9e3779b97f4a7c15ull >> 58);
+    while (locked.id[k] && locked.id[k] != id)
+      k = (k + 1) % 64;
+    locked.id[k] = id;
+    locked.held[k] += bytes;
+    locked.exec_used += bytes;
+    ok = 1;
+  }
+  pthread_mutex_unlock(&locked.mu);
+  return ok;
+}
+
+static void locked_release(uint64_t id, size_t bytes) {
+  pthread_mutex_lock(&locked.mu);
+  unsigned k = (unsigned)(id * 0x9e3779b97f4a7c15ull >> 58);
+  while (locked.id[k] != id)
+    k = (k + 1) % 64;
+  locked.held[k] -= bytes;
+  locked.exec_used -= bytes;
+  pthread_mutex_unlock(&locked.mu);
+}
+
+static _Atomic size_t counter;
+
+static int atomic_acquire(size_t bytes) {
+  if (atomic_fetch_add_explicit(&counter, bytes, memory_order_acq_rel) + bytes >
+      TOTAL) {
+    atomic_fetch_sub_explicit(&counter, bytes, memory_order_acq_rel);
+    return 0;
+  }
+  return 1;
+}
+
+static void atomic_release(size_t bytes) {
+  atomic_fetch_sub_explicit(&counter, bytes, memory_order_acq_rel);
+}
+
+/* ---- the loops --------------------------------------------------------- */
+
+enum impl { MM_BOOKS, MUTEX, ATOMIC, MM_MEM, MALLOCX, JE, GLIBC };
+static const char *impl_name[] = {"mm",      "mutex", "atomic", "mm",
+                                  "mallocx", "je",    "glibc"};
+
+static mm_t *mm;
+static unsigned arena_flags;
+static enum impl impl;
+static size_t size;
+static atomic_bool stop;
+static pthread_barrier_t start;
+
+static void *loop(void *arg) {
+  uint64_t id = (uint64_t)(uintptr_t)arg, n = 0;
+  pthread_barrier_wait(&start);
+  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    for (int i = 0; i < 64; i++) {
+      void *p;
+      switch (impl) {
+      case MM_BOOKS:
+        if (mm_acquire_execution(mm, id, size, MM_NO_WAIT) == MM_OK)
+          mm_release_execution(mm, id, size);
+        break;
+      case MUTEX:
+        if (locked_acquire(id, size))
+          locked_release(id, size);
+        break;
+      case ATOMIC:
+        if (atomic_acquire(size))
+          atomic_release(size);
+        break;
+      case MM_MEM:
+        if (mm_exec_alloc(mm, id, size, MM_NO_WAIT, &p) == MM_OK) {
+          *(volatile char *)p = 1;
+          mm_exec_free(mm, id, p);
+        }
+        break;
+      case MALLOCX:
+        p = mallocx(size, (int)arena_flags);
+        *(volatile char *)p = 1;
+        dallocx(p, (int)arena_flags);
+        break;
+      case JE:
+        p = malloc(size);
+        *(volatile char *)p = 1;
+        free(p);
+        break;
+      case GLIBC:
+        p = __libc_malloc(size);
+        *(volatile char *)p = 1;
+        __libc_free(p);
+        break;
+      }
+    }
+    n += 64;
+  }
+  return (void *)(uintptr_t)n;
+}
+
+static double run(enum impl which, size_t bytes, int nthreads) {
+  impl = which;
+  size = bytes;
+  atomic_store(&stop, false);
+  pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
+  pthread_t t[16];
+  for (int i = 0; i < nthreads; i++)
+    pthread_create(&t[i], NULL, loop, (void *)(uintptr_t)(i + 1));
+  pthread_barrier_wait(&start);
+  double t0 = now_s();
+  struct timespec d = {(time_t)seconds,
+                       (long)((seconds - (time_t)seconds) * 1e9)};
+  nanosleep(&d, NULL);
+  atomic_store(&stop, true);
+  uint64_t total = 0;
+  for (int i = 0; i < nthreads; i++) {
+    void *n;
+    pthread_join(t[i], &n);
+    total += (uint64_t)(uintptr_t)n;
+  }
+  double rate = total / (now_s() - t0);
+  pthread_barrier_destroy(&start);
+  return rate;
+}
+
+static FILE *csv;
+
+static void row(const char *bench, enum impl which, size_t bytes,
+                double out[NTHREADS]) {
+  printf("%-10s %-8s %8zu", bench, impl_name[which], bytes);
+  for (int i = 0; i < NTHREADS; i++) {
+    out[i] = run(which, bytes, threads_list[i]);
+    printf(" %11.0f", out[i]);
+    if (csv)
+      fprintf(csv, "%s,%s,%zu,%d,%.0f\n", bench, impl_name[which], bytes,
+              threads_list[i], out[i]);
+  }
+  printf("\n");
+  fflush(stdout);
+}
+
+static void ratios(const char *what, const double a[NTHREADS],
+                   const double b[NTHREADS]) {
+  printf("  %-30s", what);
+  for (int i = 0; i < NTHREADS; i++)
+    printf(" %11.2f", a[i] / b[i]);
+  printf("\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1)
+    seconds = atof(argv[1]);
+  if (!(seconds > 0 && seconds <= 10)) {
+    fprintf(stderr, "usage: mm-bench-alloc [seconds 0-10] [csv]\n");
+    return 2;
+  }
+  csv = argc > 2 ? fopen(argv[2], "w") : NULL;
+  if (csv)
+    fprintf(csv, "bench,impl,bytes,threads,ops_per_s\n");
+
+  mm_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.total_bytes = TOTAL;
+  if (mm_create(&cfg, &mm) != MM_OK)
+    return 1;
+  unsigned arena;
+  size_t len = sizeof arena;
+  if (mallctl("arenas.create", &arena, &len, NULL, 0) != 0)
+    return 1;
+  arena_flags = (unsigned)MALLOCX_ARENA(arena);
+
+  printf("operations per second (acquire+release or alloc+free pairs)\n");
+  printf("%-10s %-8s %8s", "bench", "impl", "bytes");
+  for (int i = 0; i < NTHREADS; i++)
+    printf(" %8d thr", threads_list[i]);
+  printf("\n");
+
+  double books[3][NTHREADS];
+  row("accounting", MM_BOOKS, 4096, books[0]);
+  row("accounting", MUTEX, 4096, books[1]);
+  row("accounting", ATOMIC, 4096, books[2]);
+
+  const size_t sizes[] = {64, 4096, 65536, 1 << 20};
+  double mem[4][4][NTHREADS];
+  for (int s = 0; s < 4; s++)
+    for (int k = 0; k < 4; k++)
+      row("memory", (enum impl)(MM_MEM + k), sizes[s], mem[s][k]);
+
+  printf("\nratios%-28s", "");
+  for (int i = 0; i < NTHREADS; i++)
+    printf(" %8d thr", threads_list[i]);
+  printf("\n");
+  ratios("accounting mm / mutex", books[0], books[1]);
+  ratios("accounting mm / atomic", books[0], books[2]);
+  for (int s = 0; s < 4; s++) {
+    char what[64];
+    snprintf(what, sizeof what, "%zu B mm / mallocx", sizes[s]);
+    ratios(what, mem[s][0], mem[s][1]);
+    snprintf(what, sizeof what, "%zu B mm / glibc", sizes[s]);
+    ratios(what, mem[s][0], mem[s][3]);
+  }
+  double one[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++)
+    one[i] = mem[1][0][0];
+  ratios("4096 B mm, N threads / 1", mem[1][0], one);
+
+  mm_destroy(mm);
+  if (csv)
+    fclose(csv);
+  return 0;
+}
