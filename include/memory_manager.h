@@ -551,6 +551,11 @@ typedef struct mm_stats {
    * charged): at most ncpu * cpu_cache_bytes, and kept near 0 when the
    * budget is nearly used up. */
   uint64_t cache_parked_bytes;
+  /* Execution bytes charged ahead on CPUs and not used yet (the per-CPU
+   * credit).  The picture above is the books', as if it were given back;
+   * it is at most ncpu * 2 * min(total / (16 * ncpu), 256 KiB), and is
+   * given back before any request is declined, evicts or waits. */
+  uint64_t execution_credit_bytes;
 } mm_stats;
 
 /*

@@ -20,6 +20,10 @@
 
 /* Give back a charge that was never granted: held requests may use it. */
 static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  if (pool == MM_POOL_EXECUTION) {
+    mmi_credit_uncharge(mm, bytes);
+    return;
+  }
   mmi_pool_uncharge(&mm->pool, pool, bytes);
   mmi_held_after_release(mm);
 }
@@ -39,7 +43,13 @@ static uint64_t request_bytes(const mm_t *mm, mm_pool pool, size_t bytes) {
  * grant's attribution can use, allocated before anything is evicted. */
 static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
                        struct mmi_exec **spare) {
+  if (pool == MM_POOL_EXECUTION && mmi_credit_charge(mm, bytes))
+    return true;
   if (mmi_pool_charge(&mm->pool, pool, bytes))
+    return true;
+  /* The exact path: credit parked on CPUs goes back to the pool word
+   * before anything is evicted or declined. */
+  if (mmi_credit_reclaim(mm) && mmi_pool_charge(&mm->pool, pool, bytes))
     return true;
   mmi_blocks_reclaim(mm); /* the budget is full: no block parked idle */
   if (mmi_pool_storage_used(&mm->pool) == 0)

@@ -122,8 +122,7 @@ mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
   }
   mmi_rcu_read_unlock();
   if (st == MM_OK) {
-    mmi_pool_uncharge_execution(&mm->pool, bytes);
-    mmi_held_after_release(mm);
+    mmi_credit_uncharge(mm, bytes);
   }
   return st;
 }
@@ -145,8 +144,7 @@ size_t mm_release_all_execution(mm_t *mm, uint64_t exec_id) {
   }
   mmi_rcu_read_unlock();
   if (h) {
-    mmi_pool_uncharge_execution(&mm->pool, h);
-    mmi_held_after_release(mm);
+    mmi_credit_uncharge(mm, h);
   }
   return h;
 }

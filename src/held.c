@@ -240,6 +240,11 @@ static void dispatch_pass(mm_t *mm) {
   }
   mmi_rcu_read_unlock();
 
+  /* Execution credit parked on CPUs is charged but used by nobody: give
+   * it back first, so that the waiters see all the memory there is. */
+  if (h->head)
+    (void)mmi_credit_reclaim(mm);
+
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
   /* After an eviction fails for a request, none is tried for requests as
    * large in the same pool in this pass (a failed one is costly). */

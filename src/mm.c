@@ -146,12 +146,16 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
     goto no_caches;
   if ((st = mmi_victims_init(mm)) != MM_OK)
     goto no_victims;
+  if ((st = mmi_credit_init(mm)) != MM_OK)
+    goto no_credit;
   if ((st = mmi_held_init(mm)) != MM_OK)
     goto no_held;
   *out = mm;
   return MM_OK;
 
 no_held:
+  mmi_credit_fini(mm);
+no_credit:
   mmi_victims_fini(mm);
 no_victims:
   mmi_caches_fini(&mm->caches, &mm->backing);
@@ -175,6 +179,7 @@ void mm_destroy(mm_t *mm) {
   mmi_registry_destroy(mm->pages, mmi_page_drop, mm); /* frees their data */
   mmi_registry_destroy(mm->allocs, mmi_alloc_drop, mm);
   mmi_registry_destroy(mm->execs, mmi_exec_drop, mm);
+  mmi_credit_fini(mm);
   mmi_victims_fini(mm);
   mmi_caches_fini(&mm->caches, &mm->backing);
   mmi_backing_fini(&mm->backing); /* after every block went back */
@@ -191,8 +196,14 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
 
   /* The snapshot CAS writes the pool word back unchanged; the manager is
    * never a const object, only const in this call's promise. */
+  /* Credit parked on CPUs is charged but used by nobody: the picture is
+   * the books', as if it had been given back. */
   mmi_pool_view v;
   mmi_pool_view_get((mmi_pool *)&mm->pool, &v);
+  uint64_t credit = mmi_credit_parked(mm);
+  if (credit > v.exec_used)
+    credit = v.exec_used;
+  mmi_pool_view_of(&mm->pool, v.exec_used - credit, v.storage_used, &v);
   out->total_bytes = mm->cfg.total_bytes;
   out->execution_pool_bytes = v.exec_pool;
   out->storage_pool_bytes = v.storage_pool;
@@ -219,5 +230,6 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->backing_active_bytes = active;
   out->backing_resident_bytes = resident;
   out->cache_parked_bytes = mmi_caches_parked(&mm->caches);
+  out->execution_credit_bytes = credit;
   out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
 }

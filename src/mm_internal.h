@@ -10,6 +10,7 @@
 
 #include "backing.h"
 #include "cpucache.h"
+#include "credit.h"
 #include "evict.h"
 #include "held.h"
 #include "pool.h"
@@ -42,6 +43,7 @@ struct mm {
   mmi_victims victims;   /* live pages, for eviction (evict.c) */
   mmi_backing backing;   /* real memory (backing.c) */
   mmi_cpu_caches caches; /* freed blocks, per CPU (cpucache.c) */
+  mmi_credit credit;     /* execution charged ahead, per CPU (credit.c) */
   mmi_registry *allocs;  /* block address -> allocation (alloc.c) */
   mmi_counters counters;
 };

@@ -169,8 +169,13 @@ void mmi_pool_uncharge_storage(mmi_pool *p, uint64_t bytes) {
 
 void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v) {
   mm_dword d = mm_dword_load_snapshot(&p->used);
-  v->exec_used = mm_dword_lo(d);
-  v->storage_used = mm_dword_hi(d);
+  mmi_pool_view_of(p, mm_dword_lo(d), mm_dword_hi(d), v);
+}
+
+void mmi_pool_view_of(const mmi_pool *p, uint64_t exec_used,
+                      uint64_t storage_used, mmi_pool_view *v) {
+  v->exec_used = exec_used;
+  v->storage_used = storage_used;
   v->exec_borrowed =
       v->exec_used > p->exec_init ? v->exec_used - p->exec_init : 0;
   v->storage_borrowed =

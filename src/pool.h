@@ -70,5 +70,9 @@ uint64_t mmi_pool_used_guess(const mmi_pool *p);
 uint64_t mmi_pool_storage_used(const mmi_pool *p);
 
 void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v);
+/* The picture for given uses (a snapshot's, or one corrected for credit
+ * parked on CPUs). */
+void mmi_pool_view_of(const mmi_pool *p, uint64_t exec_used,
+                      uint64_t storage_used, mmi_pool_view *v);
 
 #endif /* MM_POOL_H */

@@ -4,6 +4,7 @@
  * evicted with their data, injected allocator failures, honest books, and
  * blocks freed on another thread than the one that allocated them.
  */
+#define _GNU_SOURCE /* pthread_setaffinity_np */
 #include "mm_test.h"
 
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backing.h"
 
@@ -195,6 +197,47 @@ static void test_held_storage_alloc(void **state) {
   mm_destroy(mm);
 }
 
+/* Execution credit parked on every CPU never declines a request that fits
+ * in truly free memory, and the error of the books is one-sided. */
+static mm_t *credit_mm;
+static void *small_on_cpu(void *arg) {
+  int cpu = (int)(intptr_t)arg;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  CHECK(mm_acquire_execution(credit_mm, 100 + (uint64_t)cpu, 4096,
+                             MM_NO_WAIT) == MM_OK);
+  return NULL;
+}
+
+static void test_credit_never_declines_what_fits(void **state) {
+  (void)state;
+  mm_config cfg = {.total_bytes = 64 * MiB, .max_execution_request = 64 * MiB};
+  assert_int_equal(mm_create(&cfg, &credit_mm), MM_OK);
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  atomic_store(&mm_test_failures, 0);
+  for (long cpu = 0; cpu < ncpu && cpu < 64; cpu++) {
+    pthread_t t;
+    pthread_create(&t, NULL, small_on_cpu, (void *)(intptr_t)cpu);
+    pthread_join(t, NULL);
+  }
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
+  mm_stats s = mm_test_stats(credit_mm);
+  size_t used = s.execution_used_bytes;
+  assert_true(s.execution_credit_bytes > 0); /* parked ahead */
+  assert_int_equal(used, (size_t)(ncpu < 64 ? ncpu : 64) * 4096);
+  /* Everything else, in one request: the credit comes back for it. */
+  assert_int_equal(
+      mm_acquire_execution(credit_mm, 1, 64 * MiB - used, MM_NO_WAIT), MM_OK);
+  s = mm_test_stats(credit_mm);
+  assert_int_equal(s.execution_used_bytes, 64 * MiB);
+  assert_int_equal(s.execution_credit_bytes, 0);
+  assert_int_equal(mm_acquire_execution(credit_mm, 2, 1, MM_NO_WAIT),
+                   MM_ENOMEM);
+  mm_destroy(credit_mm);
+}
+
 /* ---- allocate on one thread, free on another --------------------------- */
 
 #define BLOCKS 20000
@@ -255,6 +298,7 @@ int main(void) {
       cmocka_unit_test(test_storage_pages_with_memory),
       cmocka_unit_test(test_injected_failures_roll_back),
       cmocka_unit_test(test_held_storage_alloc),
+      cmocka_unit_test(test_credit_never_declines_what_fits),
       cmocka_unit_test(test_free_on_another_thread),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
