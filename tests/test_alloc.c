@@ -67,6 +67,24 @@ static void test_exec_round_trips(void **state) {
   mm_destroy(mm);
 }
 
+/* Every size up to 16 KiB in 8-byte steps (so every small size class,
+ * the ones the per-CPU caches keep), allocated twice, freed, reused. */
+static void test_every_small_size_class(void **state) {
+  (void)state;
+  mm_t *mm = mm_test_create(TOTAL, 0);
+  for (int round = 0; round < 2; round++) {
+    for (size_t size = 8; size <= 16384; size += 8) {
+      void *p;
+      assert_int_equal(mm_exec_alloc(mm, 3, size, MM_NO_WAIT, &p), MM_OK);
+      ((char *)p)[size - 1] = 1;
+      assert_int_equal(mm_exec_free(mm, 3, p), MM_OK);
+    }
+    check_books(mm);
+  }
+  assert_int_equal(mm_execution_held(mm, 3), 0);
+  mm_destroy(mm);
+}
+
 static void test_refused_frees(void **state) {
   (void)state;
   mm_t *mm = mm_test_create(TOTAL, 0);
@@ -294,6 +312,7 @@ static void test_free_on_another_thread(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exec_round_trips),
+      cmocka_unit_test(test_every_small_size_class),
       cmocka_unit_test(test_refused_frees),
       cmocka_unit_test(test_storage_pages_with_memory),
       cmocka_unit_test(test_injected_failures_roll_back),
