@@ -16,9 +16,14 @@
  *                              free capacity from the other, and moves
  *                              back as the borrower releases.
  *
- * Every request is granted whole or declined; nothing is ever granted in
- * part and the sum of what is granted never exceeds the budget, at any
- * instant, under any interleaving of threads.
+ * Every request is granted whole, declined, or held until it can be
+ * granted (with a deadline, or as an asynchronous callback); nothing is
+ * ever granted in part and the sum of what is granted never exceeds the
+ * budget, at any instant, under any interleaving of threads.  When it
+ * must, execution borrows storage's capacity by evicting unpinned pages,
+ * and a full page cache evicts to make room (see mm_evict_fn).  The
+ * memory calls (mm_exec_alloc, mm_storage_alloc) hand out real memory from
+ * the manager's own jemalloc arena, charged before it exists.
  *
  * Thread-safety: every function may be called from any thread at any time
  * between mm_create() and mm_destroy(), with no registration and no
@@ -27,10 +32,11 @@
  * never wait for another thread unless asked to wait for memory.  They are
  * lock-free, not wait-free: while requests are held, a release (or a
  * cancel, or an MM_NO_WAIT acquire) may do the work of granting them,
- * which grows with their number.  (Under
- * them: a thread's first call registers it with liburcu, and the first
- * deferred free starts liburcu's worker, each once and under liburcu's
- * mutex; records come from malloc.  docs/DESIGN.md, "no lock".)
+ * which grows with their number.  (Under them: a thread's first call
+ * registers it with liburcu, and the first deferred free starts
+ * liburcu's worker, each once and under liburcu's mutex; records come
+ * from malloc; a block that the CPU's cache cannot serve takes one of the
+ * arena's bin locks.  docs/DESIGN.md, "no lock".)
  *
  * Errors: every call that takes caller input checks it and answers a bad
  * argument with a status (never abort() or assert()); a call that returns
