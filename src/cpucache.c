@@ -78,9 +78,13 @@ static int class_of(const mmi_cpu_caches *c, size_t size) {
   return k == 0xff ? -1 : k;
 }
 
+unsigned mmi_this_cpu(unsigned n) {
+  int cpu = sched_getcpu(); /* glibc: a load from the rseq area */
+  return (unsigned)(cpu < 0 ? 0 : cpu) % n;
+}
+
 static mmi_cpu_cache *claim_mine(mmi_cpu_caches *c) {
-  int cpu = sched_getcpu();
-  mmi_cpu_cache *cc = &c->cpu[(unsigned)(cpu < 0 ? 0 : cpu) % c->ncpu];
+  mmi_cpu_cache *cc = &c->cpu[mmi_this_cpu(c->ncpu)];
   uint32_t free_ = 0;
   /* acquire: what the last holder parked is visible to us */
   return mm_cas_acquire_u32(&cc->busy, &free_, 1) ? cc : NULL;

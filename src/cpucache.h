@@ -45,6 +45,10 @@ void mmi_cache_free(mmi_cpu_caches *c, mmi_backing *b, void *p, size_t size,
 /* Give every parked block back to the arena (caches in use are skipped
  * unless @all, which the caller guarantees nobody else is using). */
 void mmi_caches_drain(mmi_cpu_caches *c, mmi_backing *b, bool all);
+/* The CPU the calling thread runs on now, modulo @n (it may move at any
+ * moment: a hint for spreading, never a lock). */
+unsigned mmi_this_cpu(unsigned n);
+
 /* Bytes parked in all caches now. */
 uint64_t mmi_caches_parked(const mmi_cpu_caches *c);
 

@@ -30,10 +30,8 @@
  * atomics that any thread may change, and a credit is only ever taken
  * with a CAS that checks it covers the request.
  */
-#define _GNU_SOURCE /* sched_getcpu */
 #include "credit.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -63,8 +61,7 @@ mm_status mmi_credit_init(mm_t *mm) {
 void mmi_credit_fini(mm_t *mm) { free(mm->credit.cpu); }
 
 static mmi_credit_cpu *my_credit(mmi_credit *c) {
-  int cpu = sched_getcpu();
-  return &c->cpu[(unsigned)(cpu < 0 ? 0 : cpu) % c->ncpu];
+  return &c->cpu[mmi_this_cpu(c->ncpu)];
 }
 
 /* Are requests held?  Then every byte goes through the pool word, where
