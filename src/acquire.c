@@ -67,7 +67,7 @@ static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
 mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                               uint64_t bytes, int64_t timeout_ns,
                               mm_grant_fn cb, void *ctx, uint64_t *ticket,
-                              struct mmi_page **pending) {
+                              mmi_grant *grant) {
   mm_status st;
   struct mmi_page *pg = NULL;
   struct mmi_exec *spare = NULL;
@@ -95,13 +95,15 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   if (mmi_held_may_take_now(mm, pool, timeout_ns) &&
       charge_now(mm, pool, bytes, &spare)) {
     if (pool == MM_POOL_STORAGE) {
-      if (pending)
-        *pending = pg; /* charged; the caller makes it live */
+      if (grant)
+        grant->page = pg; /* charged; the caller makes it live */
       else
         mmi_page_activate(mm, pg, 0);
       pg = NULL;
       st = MM_OK;
-    } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare)) != MM_OK) {
+    } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare,
+                                        grant ? &grant->exec_gen : NULL)) !=
+               MM_OK) {
       uncharge(mm, pool, bytes); /* out of memory for its record */
       mmi_count_add(&mm->counters, MMI_DECLINED, 1);
       goto out;
@@ -123,15 +125,15 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     mmi_exec_spare_free(spare);
   spare = NULL;
   if (cb) {
-    st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, false, cb,
-                       ctx, ticket);
+    st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, NULL, cb, ctx,
+                       ticket);
     goto out;
   }
   mmi_rcu_read_unlock(); /* never sleep in a read section */
-  st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, pending != NULL,
-                     NULL, NULL, NULL);
-  if (st == MM_OK && pending)
-    *pending = reserved; /* granted, still pending: the caller's now */
+  st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, grant, NULL,
+                     NULL, NULL);
+  if (st == MM_OK && grant)
+    grant->page = reserved; /* granted, still pending: the caller's now */
   return st;
 
 out:

@@ -26,8 +26,9 @@ enum { ALLOC_LIVE, ALLOC_FREED };
 typedef struct mmi_alloc {
   mmi_node node; /* key: the block's address */
   uint64_t exec_id;
-  size_t size;      /* asked for: what the block is freed with */
-  uint64_t charged; /* its size class: what the books hold */
+  uint64_t exec_gen; /* the incarnation of the id that was charged */
+  uint64_t charged;  /* its size class: what the books hold and what the
+                        block is freed with */
   mm_atomic_u32 state;
 } mmi_alloc;
 
@@ -56,26 +57,26 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
       !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(mm))
     return MM_EINVAL;
   uint64_t charged = mmi_backing_size(&mm->backing, size);
-  if (!charged)
-    return MM_EINVAL;
+  if (!charged || charged > mm->cfg.total_bytes)
+    return MM_EINVAL; /* its size class could never be granted */
+  mmi_grant grant = {NULL, 0};
   mm_status st = mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, charged,
-                                     timeout_ns, NULL, NULL, NULL, NULL);
+                                     timeout_ns, NULL, NULL, NULL, &grant);
   if (st != MM_OK)
     return st;
 
   mmi_alloc *rec = mmi_meta_alloc(sizeof *rec);
-  void *p = rec ? mmi_block_alloc(mm, size) : NULL;
+  void *p = rec ? mmi_block_alloc(mm, charged) : NULL;
   if (!p) { /* every charge rolled back */
     mmi_meta_free(rec);
-    mm_status back = mm_release_execution(mm, exec_id, charged);
-    assert(back == MM_OK);
-    (void)back;
+    (void)mmi_exec_release_gen(mm, exec_id, grant.exec_gen, charged);
+    mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
     mmi_count_add(&mm->counters, MMI_DECLINED, 1);
     return MM_ENOMEM;
   }
   rec->node.key = (uint64_t)(uintptr_t)p;
   rec->exec_id = exec_id;
-  rec->size = size;
+  rec->exec_gen = grant.exec_gen;
   rec->charged = charged;
   mm_store_relaxed_u32(&rec->state, ALLOC_LIVE);
   mmi_rcu_read_lock();
@@ -90,8 +91,7 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
 mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
   if (!mm || !ptr)
     return MM_EINVAL;
-  size_t size = 0;
-  uint64_t charged = 0;
+  uint64_t charged = 0, gen = 0;
   mm_status st = MM_EINVAL;
   mmi_rcu_read_lock();
   mmi_node *n = mmi_registry_find(mm->allocs, (uint64_t)(uintptr_t)ptr);
@@ -101,8 +101,8 @@ mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
     /* Commit point: one CAS; a second free of the block loses it. */
     if (rec->exec_id == exec_id &&
         mm_cas_acq_rel_u32(&rec->state, &live, ALLOC_FREED)) {
-      size = rec->size;
       charged = rec->charged;
+      gen = rec->exec_gen;
       if (mmi_registry_remove(mm->allocs, &rec->node))
         mmi_rcu_retire(&rec->node);
       st = MM_OK;
@@ -111,11 +111,27 @@ mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
   mmi_rcu_read_unlock();
   if (st != MM_OK)
     return st; /* not the manager's, not this id's, or freed: untouched */
-  mmi_block_free(mm, ptr, size); /* memory first ... */
-  /* ... then the charge (already gone if mm_release_all_execution took
-   * this id's bytes while the block lived). */
-  (void)mm_release_execution(mm, exec_id, charged);
+  mmi_block_free(mm, ptr, charged); /* memory first ... */
+  /* ... then the charge, from the incarnation of the id that holds it
+   * (none if mm_release_all_execution returned it while the block lived:
+   * never from a later incarnation's). */
+  (void)mmi_exec_release_gen(mm, exec_id, gen, charged);
   return MM_OK;
+}
+
+/* A page's block is its whole charge, so that the page's size as charged
+ * (what the eviction callback is told) is its memory's: the smallest
+ * whole number of pages that is also a size class of the arena.  0 if
+ * there is none. */
+static uint64_t page_block_size(mm_t *mm, size_t size) {
+  uint64_t c = mmi_page_round(mm, size);
+  for (int i = 0; c && i < 8; i++) {
+    uint64_t next = mmi_page_round(mm, mmi_backing_size(&mm->backing, c));
+    if (next == c)
+      return c;
+    c = next;
+  }
+  return 0;
 }
 
 mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
@@ -123,23 +139,24 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
   if (!mm || !out || size == 0 || !mmi_timeout_valid(timeout_ns) ||
       mmi_in_evict_callback(mm))
     return MM_EINVAL;
-  uint64_t charged = mmi_page_round(mm, mmi_backing_size(&mm->backing, size));
+  uint64_t charged = page_block_size(mm, size);
   if (!charged || charged > mmi_pool_storage_max(&mm->pool))
     return MM_EINVAL;
-  struct mmi_page *pg = NULL;
+  mmi_grant grant = {NULL, 0};
   mm_status st = mmi_request_acquire(mm, MM_POOL_STORAGE, page_id, charged,
-                                     timeout_ns, NULL, NULL, NULL, &pg);
+                                     timeout_ns, NULL, NULL, NULL, &grant);
   if (st != MM_OK)
     return st;
 
-  void *data = mmi_block_alloc(mm, size);
+  void *data = mmi_block_alloc(mm, charged);
   mmi_rcu_read_lock();
   if (data) {
-    mmi_page_set_data(pg, data, size);
-    mmi_page_activate(mm, pg, 1); /* born pinned: the caller holds it */
-  } else {                        /* every charge rolled back */
-    mmi_page_abandon(mm, pg);
+    mmi_page_set_data(grant.page, data, charged);
+    mmi_page_activate(mm, grant.page, 1); /* born pinned: the caller's pin */
+  } else {                                /* every charge rolled back */
+    mmi_page_abandon(mm, grant.page);
     mmi_pool_uncharge_storage(&mm->pool, charged);
+    mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
     mmi_count_add(&mm->counters, MMI_DECLINED, 1);
   }
   mmi_rcu_read_unlock();
@@ -161,6 +178,6 @@ void mm_trim(mm_t *mm) {
 void mmi_alloc_drop(mmi_node *n, void *mm) {
   mmi_alloc *rec = caa_container_of(n, mmi_alloc, node);
   mmi_backing_free(&((mm_t *)mm)->backing, (void *)(uintptr_t)rec->node.key,
-                   rec->size);
+                   rec->charged);
   mmi_meta_free(rec);
 }

@@ -73,6 +73,31 @@ static bool anyone_held(mm_t *mm) {
          0;
 }
 
+/* Park @bytes, already charged to the pool word, in @cc.  seq_cst, then
+ * the held count again: a Dekker pair with a waiter, which counts itself
+ * in and then reclaims every credit (seq_cst exchange) in its pass.
+ * Either it takes these bytes, or we see it and hand them over ourselves.
+ * Above two batches, the excess goes back to the pool word, so the credit
+ * stays within its bound however many threads refill one CPU's. */
+static void park(mm_t *mm, mmi_credit_cpu *cc, uint64_t bytes) {
+  mmi_credit *c = &mm->credit;
+  uint64_t v = mm_faa_seq_cst_u64(&cc->bytes, bytes) + bytes;
+  if (anyone_held(mm)) {
+    (void)mmi_credit_reclaim(mm);
+    mmi_held_after_release(mm);
+    return;
+  }
+  if (v <= 2 * c->batch)
+    return;
+  while (v > 2 * c->batch) {
+    if (mm_cas_acq_rel_u64(&cc->bytes, &v, c->batch)) {
+      mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, v - c->batch);
+      break;
+    }
+  }
+  mmi_held_after_release(mm);
+}
+
 bool mmi_credit_charge(mm_t *mm, uint64_t bytes) {
   mmi_credit *c = &mm->credit;
   if (bytes > c->smallest || anyone_held(mm))
@@ -84,37 +109,18 @@ bool mmi_credit_charge(mm_t *mm, uint64_t bytes) {
     if (mm_cas_acq_rel_u64(&cc->bytes, &v, v - bytes))
       return true;
   }
-  /* Refill: this request and a batch, in one charge of the pool word. */
+  /* Refill: this request and a batch, in one charge of the pool word;
+   * the batch is parked (and seen by held requests) like a release. */
   if (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, bytes + c->batch))
     return false;
-  mm_faa_relaxed_u64(&cc->bytes, c->batch);
+  park(mm, cc, c->batch);
   return true;
 }
 
 void mmi_credit_uncharge(mm_t *mm, uint64_t bytes) {
   mmi_credit *c = &mm->credit;
   if (c->batch && bytes <= c->smallest && !anyone_held(mm)) {
-    mmi_credit_cpu *cc = my_credit(c);
-    /* seq_cst, then the held count again: a Dekker pair with a waiter,
-     * which counts itself in and then reclaims every credit (seq_cst
-     * exchange) in its pass.  Either it takes these bytes, or we see it
-     * and hand them over ourselves. */
-    uint64_t v = mm_faa_seq_cst_u64(&cc->bytes, bytes) + bytes;
-    if (anyone_held(mm)) {
-      (void)mmi_credit_reclaim(mm);
-      mmi_held_after_release(mm);
-      return;
-    }
-    if (v <= 2 * c->batch)
-      return;
-    /* Too much parked here: give back all but a batch. */
-    while (v > 2 * c->batch) {
-      if (mm_cas_acq_rel_u64(&cc->bytes, &v, c->batch)) {
-        mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, v - c->batch);
-        break;
-      }
-    }
-    mmi_held_after_release(mm);
+    park(mm, my_credit(c), bytes);
     return;
   }
   mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, bytes);

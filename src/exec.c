@@ -44,7 +44,11 @@
 typedef struct mmi_exec {
   mmi_node node;
   mm_atomic_u64 held;
+  uint64_t gen; /* which incarnation of the id: set before publication */
 } mmi_exec;
+
+/* Incarnations, numbered across all managers (never reused). */
+static mm_atomic_u64 next_gen = 1;
 
 static mmi_exec *exec_find(mm_t *mm, uint64_t exec_id) {
   mmi_node *n = mmi_registry_find(mm->execs, exec_id);
@@ -67,7 +71,7 @@ struct mmi_exec *mmi_exec_spare_new(void) {
 void mmi_exec_spare_free(struct mmi_exec *e) { mmi_meta_free(e); }
 
 mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
-                             struct mmi_exec **spare) {
+                             struct mmi_exec **spare, uint64_t *gen) {
   for (;;) {
     mmi_exec *e = exec_find(mm, exec_id);
     if (!e) {
@@ -80,9 +84,12 @@ mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
       }
       fresh->node.key = exec_id;
       mm_store_relaxed_u64(&fresh->held, bytes);
+      fresh->gen = mm_faa_relaxed_u64(&next_gen, 1);
       mmi_node *got = mmi_registry_insert_unique(mm->execs, &fresh->node);
       if (got == &fresh->node) {
         mmi_count_add(&mm->counters, MMI_EXEC_IDS, 1);
+        if (gen)
+          *gen = fresh->gen;
         return MM_OK;
       }
       /* Never published: keep it as the spare, or free it. */
@@ -95,21 +102,24 @@ mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
     uint64_t h = mm_load_relaxed_u64(&e->held);
     while (!(h & EXEC_RETIRED)) {
       /* Commit point of the attribution; the pool already counts it. */
-      if (mm_cas_acq_rel_u64(&e->held, &h, h + bytes))
+      if (mm_cas_acq_rel_u64(&e->held, &h, h + bytes)) {
+        if (gen)
+          *gen = e->gen;
         return MM_OK;
+      }
     }
     exec_unlink(mm, e); /* being dropped: help, then start again */
   }
 }
 
-mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
-  if (!mm || bytes == 0)
-    return MM_EINVAL;
-
+/* Take @bytes from @exec_id's record (only from incarnation *@gen when
+ * @gen is set), then return them; MM_EINVAL if it does not hold them. */
+static mm_status exec_release(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                              const uint64_t *gen) {
   mm_status st = MM_EINVAL;
   mmi_rcu_read_lock();
   mmi_exec *e = exec_find(mm, exec_id);
-  if (e) {
+  if (e && (!gen || e->gen == *gen)) {
     uint64_t h = mm_load_relaxed_u64(&e->held);
     /* A retired record holds nothing (its bytes went to release_all). */
     while (!(h & EXEC_RETIRED) && h >= bytes) {
@@ -121,10 +131,20 @@ mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
     }
   }
   mmi_rcu_read_unlock();
-  if (st == MM_OK) {
+  if (st == MM_OK)
     mmi_credit_uncharge(mm, bytes);
-  }
   return st;
+}
+
+mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
+  if (!mm || bytes == 0)
+    return MM_EINVAL;
+  return exec_release(mm, exec_id, bytes, NULL);
+}
+
+mm_status mmi_exec_release_gen(mm_t *mm, uint64_t exec_id, uint64_t gen,
+                               uint64_t bytes) {
+  return exec_release(mm, exec_id, bytes, &gen);
 }
 
 size_t mm_release_all_execution(mm_t *mm, uint64_t exec_id) {

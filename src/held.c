@@ -102,7 +102,7 @@ struct mmi_waiter {
   mm_grant_fn cb; /* NULL: a blocking caller owns this waiter */
   void *ctx;
   bool ticketed;
-  bool keep_pending;      /* storage: the caller makes the page live */
+  mmi_grant *grant;       /* real memory: what the blocking caller needs */
   struct mmi_exec *spare; /* execution: a record for the grant to use */
   struct mmi_page *page;  /* storage: the reserved (pending) page */
   mmi_waiter *next;       /* private list link, baton holder's */
@@ -150,10 +150,11 @@ static void deliver(mm_t *mm, mmi_waiter *w, mm_status st) {
 static void finish_granted(mm_t *mm, mmi_waiter *w) {
   mmi_rcu_read_lock();
   if (w->pool == MM_POOL_EXECUTION) {
-    mm_status st = mmi_exec_attribute(mm, w->id, w->bytes, &w->spare);
+    mm_status st = mmi_exec_attribute(mm, w->id, w->bytes, &w->spare,
+                                      w->grant ? &w->grant->exec_gen : NULL);
     (void)st;
-    assert(st == MM_OK); /* the spare record makes it infallible */
-  } else if (!w->keep_pending) {
+    assert(st == MM_OK);  /* the spare record makes it infallible */
+  } else if (!w->grant) { /* else the caller gives it memory first */
     mmi_page_activate(mm, w->page, 0);
   }
   mmi_rcu_read_unlock();
@@ -402,7 +403,7 @@ static mm_status wait_outcome(mm_t *mm, mmi_waiter *w) {
 
 mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
                         int64_t timeout_ns, struct mmi_page *page,
-                        bool keep_pending, mm_grant_fn cb, void *ctx,
+                        mmi_grant *grant, mm_grant_fn cb, void *ctx,
                         uint64_t *ticket) {
   mmi_held *h = &mm->held;
   /* seq_cst, both: either mmi_held_shutdown sees this caller inside and
@@ -450,7 +451,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->cb = cb;
   w->ctx = ctx;
   w->ticketed = false;
-  w->keep_pending = keep_pending;
+  w->grant = grant; /* the caller's, alive until wait_outcome returns */
   w->spare = spare;
   w->page = page;
   w->next = NULL;

@@ -16,6 +16,7 @@
 
 typedef struct mmi_waiter mmi_waiter;
 struct mmi_page;
+struct mmi_grant;
 
 typedef struct mmi_held {
   /* Read by every acquire and release: held requests now, per pool, and
@@ -63,8 +64,9 @@ void mmi_held_after_release(mm_t *mm);
 
 /*
  * Hold a request that did not fit.  For storage, @page is its reserved
- * (pending) record, already published; with @keep_pending the grant
- * leaves it pending (charged) for the blocking caller to make live.
+ * (pending) record, already published; with @grant (blocking callers
+ * only) the grant leaves it pending (charged) for the caller to make live,
+ * and an execution grant records the incarnation it charged.
  * Asynchronous (@cb set): returns MM_EINPROGRESS and sets *@ticket, or
  * MM_ENOMEM.  Blocking: returns the outcome after waiting.  Called in a read
  * section for an asynchronous request; outside one for a blocking request (it
@@ -72,7 +74,7 @@ void mmi_held_after_release(mm_t *mm);
  */
 mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
                         int64_t timeout_ns, struct mmi_page *page,
-                        bool keep_pending, mm_grant_fn cb, void *ctx,
+                        struct mmi_grant *grant, mm_grant_fn cb, void *ctx,
                         uint64_t *ticket);
 
 mm_status mmi_held_cancel(mm_t *mm, uint64_t ticket);

@@ -54,13 +54,20 @@ static inline bool mmi_timeout_valid(int64_t timeout_ns) {
 }
 
 /* ---- acquire.c: the front door ---- */
+struct mmi_page;
+/* What a grant for real memory hands back to alloc.c. */
+typedef struct mmi_grant {
+  struct mmi_page *page; /* storage: charged, still pending, the caller's */
+  uint64_t exec_gen;     /* execution: the exec id's incarnation charged */
+} mmi_grant;
 /* Grant, decline or hold @bytes (already validated) of @pool for @id.
- * With @pending (storage, no @cb): a granted page is left pending but
- * charged in *@pending, for the caller to give memory and make live. */
+ * With @grant (no @cb): a granted storage page is left pending but charged
+ * in @grant->page, for the caller to give memory and make live; an
+ * execution grant says which incarnation of the id it was charged to. */
 mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                               uint64_t bytes, int64_t timeout_ns,
                               mm_grant_fn cb, void *ctx, uint64_t *ticket,
-                              struct mmi_page **pending);
+                              mmi_grant *grant);
 
 /* ---- exec.c: execution records ---- */
 struct mmi_exec;
@@ -69,7 +76,12 @@ struct mmi_exec;
  * that is set (then this cannot fail), else from the allocator
  * (MM_ENOMEM if that fails). */
 mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
-                             struct mmi_exec **spare);
+                             struct mmi_exec **spare, uint64_t *gen);
+/* Return @bytes attributed to incarnation @gen of @exec_id (see
+ * mmi_grant); MM_EINVAL, and nothing returned, if that incarnation is
+ * gone (mm_release_all_execution returned its bytes already). */
+mm_status mmi_exec_release_gen(mm_t *mm, uint64_t exec_id, uint64_t gen,
+                               uint64_t bytes);
 struct mmi_exec *mmi_exec_spare_new(void);
 void mmi_exec_spare_free(struct mmi_exec *e);
 void mmi_exec_drop(mmi_node *n, void *mm);

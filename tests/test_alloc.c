@@ -85,6 +85,42 @@ static void test_every_small_size_class(void **state) {
   mm_destroy(mm);
 }
 
+/* A block freed after mm_release_all_execution of its id returns nothing
+ * more: its bytes went with the id's, and the id's next incarnation keeps
+ * its own charges. */
+static void test_free_after_release_all(void **state) {
+  (void)state;
+  mm_t *mm = mm_test_create(TOTAL, 0);
+  void *a, *b;
+  assert_int_equal(mm_exec_alloc(mm, 1, 1 * MiB, MM_NO_WAIT, &a), MM_OK);
+  size_t charged = mm_execution_held(mm, 1);
+  assert_int_equal(mm_release_all_execution(mm, 1), charged);
+  assert_int_equal(mm_exec_alloc(mm, 1, 1 * MiB, MM_NO_WAIT, &b), MM_OK);
+  assert_int_equal(mm_exec_free(mm, 1, a), MM_OK);
+  assert_int_equal(mm_execution_held(mm, 1), charged); /* b's, untouched */
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, charged);
+  check_books(mm);
+  assert_int_equal(mm_exec_free(mm, 1, b), MM_OK);
+  assert_int_equal(mm_execution_held(mm, 1), 0);
+  /* A block whose size class the budget could never hold. */
+  mm_config small = {.total_bytes = 5 * MiB + 4096,
+                     .max_execution_request = 5 * MiB + 4096};
+  mm_t *tight;
+  assert_int_equal(mm_create(&small, &tight), MM_OK);
+  mmi_backing probe; /* what the arena would hand out for the request */
+  assert_int_equal(mmi_backing_init(&probe), MM_OK);
+  size_t cls = mmi_backing_size(&probe, 5 * MiB + 1);
+  mmi_backing_fini(&probe);
+  if (cls > small.total_bytes) /* jemalloc: 6 MiB; never held forever */
+    assert_int_equal(mm_exec_alloc(tight, 1, 5 * MiB + 1, MM_WAIT_FOREVER, &a),
+                     MM_EINVAL);
+  else /* sanitizer builds round to 16 bytes: it fits */
+    assert_int_equal(mm_exec_alloc(tight, 1, 5 * MiB + 1, MM_NO_WAIT, &a),
+                     MM_OK);
+  mm_destroy(tight);
+  mm_destroy(mm);
+}
+
 static void test_refused_frees(void **state) {
   (void)state;
   mm_t *mm = mm_test_create(TOTAL, 0);
@@ -314,6 +350,7 @@ int main(void) {
       cmocka_unit_test(test_exec_round_trips),
       cmocka_unit_test(test_every_small_size_class),
       cmocka_unit_test(test_refused_frees),
+      cmocka_unit_test(test_free_after_release_all),
       cmocka_unit_test(test_storage_pages_with_memory),
       cmocka_unit_test(test_injected_failures_roll_back),
       cmocka_unit_test(test_held_storage_alloc),
