@@ -495,10 +495,11 @@ MM_API mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr);
  * mm_storage_alloc - register storage page @page_id with @size bytes of
  * memory, born pinned.
  *
- * Charges the block's size class rounded up to whole pages, exactly as
- * mm_acquire_storage would (eviction, holding with @timeout_ns), then
- * allocates the block and makes the page live with one pin: whoever holds
- * the pointer holds a pin.  mm_unpin_storage makes it evictable;
+ * Charges whole pages (the smallest number of pages, at least @size, that
+ * the arena hands out as one block) exactly as mm_acquire_storage would
+ * (eviction, holding with @timeout_ns), then allocates a block of that
+ * whole size and makes the page live with one pin: whoever holds the
+ * pointer holds a pin.  mm_unpin_storage makes it evictable;
  * mm_pin_storage(mm, @page_id, &data) gives the pointer back, or
  * MM_ENOENT once it was evicted.  The eviction callback receives the
  * pointer; the block is freed after the callback returns, or when the
