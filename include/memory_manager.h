@@ -569,7 +569,9 @@ typedef struct mm_stats {
  * mm_get_stats - fill *@out with a picture of @mm.
  *
  * If @out is NULL nothing happens; if @mm is NULL *@out is zeroed.
- * Thread-safe, lock-free; it never blocks an acquire or release.
+ * Thread-safe; it never blocks an acquire or release (reading the
+ * backing arena's statistics takes jemalloc's control mutex, which no
+ * acquire or release takes).
  */
 MM_API void mm_get_stats(const mm_t *mm, mm_stats *out);
 
