@@ -42,14 +42,21 @@
 #include <stdio.h>
 #endif
 
-static mm_atomic_u32 fail_next;
+static mm_atomic_u32 fail_next, fail_every, fail_count;
 
 void mmi_backing_fail_next(unsigned n) {
   atomic_store_explicit(&fail_next, n, memory_order_relaxed);
 }
 
+void mmi_backing_fail_every(unsigned n) {
+  atomic_store_explicit(&fail_every, n, memory_order_relaxed);
+}
+
 /* Consume one injected failure, if any is left. */
 static bool injected_failure(void) {
+  uint32_t every = mm_load_relaxed_u32(&fail_every);
+  if (every && mm_faa_relaxed_u32(&fail_count, 1) % every == every - 1)
+    return true;
   uint32_t n = mm_load_relaxed_u32(&fail_next);
   while (n) {
     if (mm_cas_acq_rel_u32(&fail_next, &n, n - 1))

@@ -35,7 +35,9 @@ void mmi_backing_trim(mmi_backing *b);
 void mmi_backing_stats(mmi_backing *b, uint64_t *allocated, uint64_t *active,
                        uint64_t *resident);
 
-/* Tests only: the next @n allocations of any manager fail. */
+/* Tests only: the next @n allocations of any manager fail; or every
+ * @n-th one from now on (0: none). */
 void mmi_backing_fail_next(unsigned n);
+void mmi_backing_fail_every(unsigned n);
 
 #endif /* MM_BACKING_H */

@@ -4,7 +4,7 @@
  *
  *   mm-stress [--threads N] [--seconds S] [--budget SIZE]
  *             [--workload oltp|analytic|mixed|adversarial]
- *             [--policy random|lru] [--seed N] [--json]
+ *             [--policy random|lru] [--seed N] [--faults] [--json]
  *
  * Defaults: 8 threads, 5 seconds, 256 MiB, mixed, random, seed 1.
  *
@@ -21,6 +21,13 @@
  *                exact limits, cancel storms, exec ids that vanish and are
  *                reclaimed with mm_release_all_execution.
  *
+ * --faults injects faults, and checks that each ends in a documented
+ * status with nothing lost: every 97th block allocation of the backing
+ * allocator fails; one eviction callback in 64 is slow (200 us); one in 8
+ * pins and unpins another page, and one in 16 releases another page;
+ * threads stop mid-burst, holding execution memory, and the main thread
+ * reclaims their exec ids with mm_release_all_execution.
+ *
  * Invariants, checked all the time; the first break prints what broke and
  * exits with status 1:
  *   - a shadow count of what the harness holds never exceeds the budget;
@@ -32,6 +39,8 @@
  *     block is freed.
  */
 #include <memory_manager.h>
+
+#include "backing.h" /* the allocator's test hook (static build) */
 
 #include <math.h>
 #include <pthread.h>
@@ -57,8 +66,9 @@ static struct {
   enum workload workload;
   int policy;
   uint64_t seed;
+  bool faults;
   bool json;
-} opt = {8, 5.0, 256 * MiB, MIXED, MM_EVICT_RANDOM, 1, false};
+} opt = {8, 5.0, 256 * MiB, MIXED, MM_EVICT_RANDOM, 1, false, false};
 
 static size_t parse_size(const char *s) {
   char *end;
@@ -84,7 +94,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: mm-stress [--threads N] [--seconds S] [--budget SIZE]\n"
           "                 [--workload oltp|analytic|mixed|adversarial]\n"
-          "                 [--policy random|lru] [--seed N] [--json]\n");
+          "                 [--policy random|lru] [--seed N] [--faults]\n"
+          "                 [--json]\n");
   exit(2);
 }
 
@@ -93,6 +104,10 @@ static void parse(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--json")) {
       opt.json = true;
+      continue;
+    }
+    if (!strcmp(a, "--faults")) {
+      opt.faults = true;
       continue;
     }
     if (!v)
@@ -169,6 +184,41 @@ static _Atomic uint32_t page_state[MAX_PAGES];
 static _Atomic uint32_t page_pins[MAX_PAGES];
 static _Atomic size_t page_bytes[MAX_PAGES];
 
+static atomic_ullong fault_slow, fault_pins, fault_releases, fault_stops;
+
+/* --faults: the callback does what an engine's might, now and then. */
+static void callback_faults(uint64_t id) {
+  static _Thread_local uint64_t s = 0x2545f4914f6cdd1dull;
+  s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+  if (s % 64 == 0) { /* a slow write-back */
+    struct timespec d = {0, 200 * 1000};
+    nanosleep(&d, NULL);
+    atomic_fetch_add(&fault_slow, 1);
+  }
+  uint32_t other = (uint32_t)((s >> 20) % npages);
+  if (other == id)
+    return;
+  void *data;
+  if (s % 8 == 1 && mm_pin_storage(mm, other, &data) == MM_OK) {
+    atomic_fetch_add(&page_pins[other], 1);
+    atomic_fetch_sub(&page_pins[other], 1);
+    INVARIANT(mm_unpin_storage(mm, other) == MM_OK);
+    atomic_fetch_add(&fault_pins, 1);
+  }
+  if (s % 16 == 2 && atomic_load(&page_state[other]) == PAGE_READY) {
+    size_t loaded = atomic_load(&page_bytes[other]);
+    mm_status st = mm_release_storage(mm, other);
+    INVARIANT(st == MM_OK || st == MM_EBUSY || st == MM_ENOENT);
+    if (st == MM_OK) {
+      uint32_t ready = PAGE_READY;
+      INVARIANT(atomic_compare_exchange_strong(&page_state[other], &ready,
+                                               PAGE_ABSENT));
+      shadow_add(-(long long)loaded);
+      atomic_fetch_add(&fault_releases, 1);
+    }
+  }
+}
+
 static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   (void)ctx;
   INVARIANT(id < npages);
@@ -182,6 +232,8 @@ static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   INVARIANT(
       atomic_compare_exchange_strong(&page_state[id], &ready, PAGE_ABSENT));
   shadow_add(-(long long)loaded);
+  if (opt.faults)
+    callback_faults(id);
 }
 
 /* ---- statistics --------------------------------------------------------- */
@@ -285,7 +337,25 @@ static void page_access(counts *c, uint64_t *s, uint32_t id) {
   INVARIANT(mm_unpin_storage(mm, id) == MM_OK);
 }
 
-static void exec_work(counts *c, uint64_t *s, uint64_t id) {
+/* --faults: a thread that "stops" mid-burst leaves its exec id here, still
+ * holding the burst, for the main thread to reclaim. */
+static _Atomic uint64_t orphan_id[256];
+static _Atomic size_t orphan_bytes[256];
+
+static void reap_orphans(void) {
+  for (int i = 0; i < opt.threads; i++) {
+    uint64_t id = atomic_load(&orphan_id[i]);
+    if (!id)
+      continue;
+    size_t bytes = atomic_load(&orphan_bytes[i]);
+    INVARIANT(mm_release_all_execution(mm, id) == bytes); /* nothing lost */
+    shadow_add(-(long long)bytes);
+    atomic_store(&orphan_id[i], 0);
+  }
+}
+
+static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
+  uint64_t id = *idp;
   int64_t t0 = now_ns();
   size_t burst = MiB * (1 + rng(s) % 8);
   mm_status st = mm_acquire_execution(mm, id, burst, 2000000 /* 2 ms */);
@@ -310,6 +380,16 @@ static void exec_work(counts *c, uint64_t *s, uint64_t id) {
   }
   for (int i = 0; i < n; i++)
     INVARIANT(mm_exec_free(mm, id, blk[i]) == MM_OK);
+  if (st == MM_OK && opt.faults && rng(s) % 50 == 0 &&
+      atomic_load(&orphan_id[me]) == 0) {
+    /* This "thread" stops here, holding its burst; work goes on under a
+     * new exec id, and the main thread reclaims the old one. */
+    atomic_store(&orphan_bytes[me], burst);
+    atomic_store(&orphan_id[me], id);
+    *idp = id + 256;
+    atomic_fetch_add(&fault_stops, 1);
+    return;
+  }
   if (st == MM_OK) {
     shadow_add(-(long long)burst);
     INVARIANT(mm_release_execution(mm, id, burst) == MM_OK);
@@ -317,8 +397,8 @@ static void exec_work(counts *c, uint64_t *s, uint64_t id) {
   /* an asynchronous hold with a deadline, sometimes cancelled */
   t0 = now_ns();
   uint64_t ticket;
-  st = mm_acquire_async(mm, MM_POOL_EXECUTION, id + (1ull << 40), 1 * MiB,
-                        1000000, async_done, NULL, &ticket);
+  st = mm_acquire_async(mm, MM_POOL_EXECUTION, (uint64_t)me + 1 + (1ull << 40),
+                        1 * MiB, 1000000, async_done, NULL, &ticket);
   INVARIANT(st == MM_OK || st == MM_EINPROGRESS || st == MM_ENOMEM);
   record(c, K_ASYNC, st != MM_ENOMEM, t0);
   if (st == MM_EINPROGRESS) {
@@ -329,7 +409,7 @@ static void exec_work(counts *c, uint64_t *s, uint64_t id) {
       record(c, K_CANCEL, cs == MM_OK, t0);
     }
   }
-  (void)mm_release_all_execution(mm, id + (1ull << 40));
+  (void)mm_release_all_execution(mm, (uint64_t)me + 1 + (1ull << 40));
 }
 
 static void adversarial_work(counts *c, uint64_t *s, uint64_t id) {
@@ -378,7 +458,7 @@ static void *worker(void *arg) {
       for (int i = 0; i < 64; i++)
         page_access(c, &s, zipf(&s));
     else {
-      exec_work(c, &s, exec_id);
+      exec_work(c, &s, &exec_id, me);
       for (int i = 0; i < 8; i++) /* the scan beside the join */
         page_access(c, &s, (uint32_t)(rng(&s) % npages));
     }
@@ -408,6 +488,8 @@ int main(int argc, char **argv) {
   if (npages > MAX_PAGES)
     npages = MAX_PAGES;
   per_thread = calloc((size_t)opt.threads, sizeof *per_thread);
+  if (opt.faults)
+    mmi_backing_fail_every(97); /* every 97th block allocation fails */
   mm_stats first;
   mm_get_stats(mm, &first);
 
@@ -420,6 +502,7 @@ int main(int argc, char **argv) {
   for (int64_t tick = 1;; tick++) {
     while (now_ns() < t0 + tick * 100000000 && !atomic_load(&stop)) {
       check_picture();
+      reap_orphans();
       struct timespec d = {0, 1000000};
       nanosleep(&d, NULL);
     }
@@ -447,6 +530,8 @@ int main(int argc, char **argv) {
   atomic_store(&stop, true);
   for (int i = 0; i < opt.threads; i++)
     pthread_join(t[i], NULL);
+  mmi_backing_fail_every(0);
+  reap_orphans();
   double elapsed = (now_ns() - t0) / 1e9;
   if (tty)
     printf("\n");
@@ -527,6 +612,14 @@ int main(int argc, char **argv) {
          (unsigned long long)end.cancelled,
          (unsigned long long)atomic_load(&async_ended),
          (unsigned long long)atomic_load(&async_started));
+  if (opt.faults)
+    printf("faults: every 97th block allocation failed; %llu slow callbacks, "
+           "%llu pins and %llu releases from callbacks, %llu threads stopped "
+           "and reclaimed\n",
+           (unsigned long long)atomic_load(&fault_slow),
+           (unsigned long long)atomic_load(&fault_pins),
+           (unsigned long long)atomic_load(&fault_releases),
+           (unsigned long long)atomic_load(&fault_stops));
   printf("invariants: all held; pools back at %zu/%zu MiB, nothing left "
          "allocated\n",
          end.execution_pool_bytes / MiB, end.storage_pool_bytes / MiB);
