@@ -20,10 +20,15 @@
  *                 to the record (creating it if needed);
  *   release:      take from the record with one CAS (commit point: the
  *                 check "held >= bytes" and the subtraction are one
- *                 step), then uncharge the pool;
+ *                 step), then uncharge (through the CPU's credit:
+ *                 credit.c);
  *   release_all:  swap held for EXEC_RETIRED (commit point: takes all,
  *                 and no later add can land on this record), unlink the
- *                 record, retire it through RCU, uncharge the pool.
+ *                 record, retire it through RCU, uncharge.
+ *
+ * Each record carries its incarnation number (gen), so that a block from
+ * mm_exec_alloc freed after its id's release_all returns nothing to the
+ * id's next incarnation (alloc.c).
  *
  * The grant of a held request (held.c) cannot fail: its waiter carries a
  * spare record, allocated when it was held, for the attribution to use.

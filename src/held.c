@@ -65,7 +65,9 @@
  * reads "no held requests" after its uncharge; a waiter counts itself in
  * before it is queued and kicks after, so (sequential consistency again)
  * either the release sees the waiter or the waiter's own pass sees the
- * released memory.
+ * released memory.  (Execution bytes parked in per-CPU credit instead of
+ * uncharged keep the same promise: credit.c, and the pass reclaims all
+ * credit before it lets a waiter wait on.)
  *
  * Threads
  *

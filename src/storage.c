@@ -25,11 +25,10 @@
  * hands it to RCU.  Only the release that retired it uncharges the pool.
  *
  * Registering a page (acquire.c): look for the id first (the common
- * MM_EEXIST answer costs no charge), charge the pool, then publish the
- * record with an insert that refuses duplicates.  If a racing acquire of
- * the same id published first, this one gives its charge back and answers
- * MM_EEXIST: the pool briefly counted bytes that were never granted,
- * which can only make another request wait or decline, never over-commit.
+ * MM_EEXIST answer costs nothing), then reserve it with a PENDING record
+ * published by an insert that refuses duplicates, and only then charge
+ * (or evict, or hold).  Of racing acquires of one id exactly one gets
+ * past the insert; nothing is charged or evicted for the others.
  */
 #include "mm_internal.h"
 

@@ -110,10 +110,6 @@ static inline uint32_t mm_faa_acq_rel_u32(mm_atomic_u32 *p, uint32_t v) {
   return atomic_fetch_add_explicit(p, v, memory_order_acq_rel);
 }
 
-static inline uint32_t mm_fas_seq_cst_u32(mm_atomic_u32 *p, uint32_t v) {
-  return atomic_exchange_explicit(p, v, memory_order_seq_cst);
-}
-
 /* Strong: a failure means the value really differed. */
 static inline bool mm_cas_acq_rel_u32(mm_atomic_u32 *p, uint32_t *expected,
                                       uint32_t desired) {
