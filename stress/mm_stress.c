@@ -207,14 +207,18 @@ static void callback_faults(uint64_t id) {
   }
   if (s % 16 == 2 && atomic_load(&page_state[other]) == PAGE_READY) {
     size_t loaded = atomic_load(&page_bytes[other]);
+    /* The books drop before the capacity goes back: once it is back,
+     * another thread may be granted it and count it first. */
+    shadow_add(-(long long)loaded);
     mm_status st = mm_release_storage(mm, other);
     INVARIANT(st == MM_OK || st == MM_EBUSY || st == MM_ENOENT);
     if (st == MM_OK) {
       uint32_t ready = PAGE_READY;
       INVARIANT(atomic_compare_exchange_strong(&page_state[other], &ready,
                                                PAGE_ABSENT));
-      shadow_add(-(long long)loaded);
       atomic_fetch_add(&fault_releases, 1);
+    } else {
+      shadow_add((long long)loaded); /* still held (or evicted: counted) */
     }
   }
 }
@@ -348,8 +352,8 @@ static void reap_orphans(void) {
     if (!id)
       continue;
     size_t bytes = atomic_load(&orphan_bytes[i]);
+    shadow_add(-(long long)bytes); /* before the capacity goes back */
     INVARIANT(mm_release_all_execution(mm, id) == bytes); /* nothing lost */
-    shadow_add(-(long long)bytes);
     atomic_store(&orphan_id[i], 0);
   }
 }
