@@ -409,7 +409,11 @@ MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL;
  *   MM_ENOENT  no such page (never registered, released, evicted, or
- *              being evicted: see mm_pin_storage);
+ *              being evicted).  Either way the page is gone for good: if
+ *              an eviction that had claimed it backs out (see
+ *              mm_pin_storage), the page is released then, without an
+ *              eviction callback; if the eviction goes ahead, the
+ *              callback runs as for any eviction;
  *   MM_EBUSY   the page is pinned; unpin it first.
  * Thread-safe, lock-free.  A release racing with a pin of the same page:
  * either the release wins (the pin gets MM_ENOENT) or the pin wins (the

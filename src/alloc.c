@@ -120,10 +120,8 @@ mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
 }
 
 /* A page's block is its whole charge, so that the page's size as charged
- * (what the eviction callback is told) is its memory's: the smallest
- * whole number of pages that is also a size class of the arena.  0 if
- * there is none. */
-static uint64_t page_block_size(mm_t *mm, size_t size) {
+ * (what the eviction callback is told) is its memory's. */
+uint64_t mmi_page_block_size(mm_t *mm, size_t size) {
   uint64_t c = mmi_page_round(mm, size);
   for (int i = 0; c && i < 8; i++) {
     uint64_t next = mmi_page_round(mm, mmi_backing_size(&mm->backing, c));
@@ -139,7 +137,7 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
   if (!mm || !out || size == 0 || !mmi_timeout_valid(timeout_ns) ||
       mmi_in_evict_callback(mm))
     return MM_EINVAL;
-  uint64_t charged = page_block_size(mm, size);
+  uint64_t charged = mmi_page_block_size(mm, size);
   if (!charged || charged > mmi_pool_storage_max(&mm->pool))
     return MM_EINVAL;
   mmi_grant grant = {NULL, 0};

@@ -36,12 +36,15 @@
  * flags) to EVICTING.  That is the whole race against pins and releases:
  * a pin and a claim of the same page cannot both win, and an EVICTING page
  * answers pins and releases with MM_ENOENT and acquires of its id with
- * MM_EEXIST.  An eviction for a request of b bytes
+ * MM_EEXIST.  A release that meets a claim also marks the page RELEASING,
+ * so that "no such page" stays true whatever the eviction does next.  An
+ * eviction for a request of b bytes
  *
  *   1. charges what is free now, up to b (a reservation);
  *   2. claims victims until they cover the rest;
- *   3. if it cannot: unclaims them (state back to 0) and returns the
- *      reservation -- nothing was evicted;
+ *   3. if it cannot: unclaims them (state back to 0, or released if a
+ *      release met the claim) and returns the reservation -- nothing was
+ *      evicted;
  *   4. else, for each claimed page: leave the victim set, call on_evict
  *      (the page can no longer be pinned; its bytes are still charged to
  *      storage, granted to no one), then retire and unlink the record (the
@@ -224,9 +227,11 @@ static bool claim(mm_t *mm, mmi_page *pg, bool for_exec) {
   return false;
 }
 
-static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec) {
-  /* release: the page is whole again for whoever pins it next */
-  mm_store_release_u64(&pg->state, 0);
+/* Give @pg back; *@released is set if a release that met the claim
+ * went ahead instead (see mmi_page_unclaim). */
+static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec, bool *released) {
+  if (mmi_page_unclaim(mm, pg))
+    *released = true;
   if (for_exec && mm->victims.protected_bytes)
     floor_release(mm, pg->bytes);
 }
@@ -284,10 +289,11 @@ static mmi_page *claim_victim(mm_t *mm, bool for_exec, uint64_t still) {
 /* ---- eviction ---------------------------------------------------------- */
 
 /* Give back every claimed page on @list. */
-static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec) {
+static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec,
+                        bool *released) {
   for (mmi_page *pg = list, *next; pg; pg = next) {
     next = pg->claimed; /* once unclaimed, another eviction may link it */
-    unclaim(mm, pg, for_exec);
+    unclaim(mm, pg, for_exec, released);
   }
 }
 
@@ -296,7 +302,7 @@ static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec) {
  * larger one is given back, so the claim exceeds @need by less than one
  * page. */
 static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
-                         mmi_page **list, uint64_t *claimed) {
+                         mmi_page **list, uint64_t *claimed, bool *released) {
   /* Hopeless before any claim?  Then claim nothing: a claim that has to
    * be undone makes its page answer pins with MM_ENOENT for a moment. */
   if (!maybe_evictable(mm, need) ||
@@ -317,7 +323,7 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
     }
     if (*claimed >= need)
       break;
-    unclaim_all(mm, *list, for_exec);
+    unclaim_all(mm, *list, for_exec, released);
     if (*claimed == 0)
       return false; /* nothing to be had: no race lost */
     *list = NULL;
@@ -331,7 +337,7 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
     if (*claimed - pg->bytes >= need) {
       *at = pg->claimed;
       *claimed -= pg->bytes;
-      unclaim(mm, pg, for_exec);
+      unclaim(mm, pg, for_exec, released);
     } else {
       at = &pg->claimed;
     }
@@ -339,16 +345,15 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
   return true;
 }
 
-mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
-                                  bool (*commit)(void *arg), void *arg,
-                                  bool *freed_more) {
-  assert(!mmi_in_evict_callback(mm));
+static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
+                                     bool (*commit)(void *arg), void *arg,
+                                     bool *freed_more, bool *released) {
   *freed_more = false;
   uint64_t reserved = mmi_pool_charge_upto(&mm->pool, pool, bytes);
   uint64_t need = bytes - reserved, claimed = 0;
   bool for_exec = pool == MM_POOL_EXECUTION;
   mmi_page *list = NULL;
-  if (need && !claim_enough(mm, need, for_exec, &list, &claimed)) {
+  if (need && !claim_enough(mm, need, for_exec, &list, &claimed, released)) {
     if (reserved)
       mmi_pool_uncharge(&mm->pool, pool, reserved);
     *freed_more = reserved != 0;
@@ -357,7 +362,7 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   /* Enough is claimed, nothing is evicted yet: the request's last chance
    * to back out (a held request whose deadline or cancel won). */
   if (commit && !commit(arg)) {
-    unclaim_all(mm, list, for_exec);
+    unclaim_all(mm, list, for_exec, released);
     if (reserved)
       mmi_pool_uncharge(&mm->pool, pool, reserved);
     *freed_more = reserved != 0;
@@ -396,4 +401,19 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
    * unpinned pages while no pass could evict for held requests. */
   *freed_more = claimed > need || frame.missed_kick;
   return MMI_EVICT_DONE;
+}
+
+mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
+                                  bool (*commit)(void *arg), void *arg,
+                                  bool *freed_more) {
+  assert(!mmi_in_evict_callback(mm));
+  bool released = false;
+  mmi_evict_result r =
+      evict_charge(mm, pool, bytes, commit, arg, freed_more, &released);
+  /* A release that met a claim we undid went ahead: news for held
+   * requests, like any release (if a pass holds the baton, this only
+   * makes it run again). */
+  if (released)
+    mmi_held_after_release(mm);
+  return r;
 }

@@ -109,6 +109,10 @@ void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size);
 /* Give a retired or abandoned page's memory back (before its charge). */
 void mmi_page_free_data(mm_t *mm, struct mmi_page *pg);
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
+/* Undo an eviction's claim of @pg.  If a release met the claim, the page
+ * is released now instead; returns true then (the caller tells held
+ * requests, outside its eviction).  In a read section. */
+bool mmi_page_unclaim(mm_t *mm, struct mmi_page *pg);
 /* Unlink a retired record; the one caller whose unlink succeeds retires
  * it through RCU.  In a read section. */
 void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);
@@ -121,5 +125,8 @@ void *mmi_block_alloc(mm_t *mm, size_t size);
 void mmi_block_free(mm_t *mm, void *p, size_t size);
 /* The books are nearly full: give parked blocks back to the arena. */
 void mmi_blocks_reclaim(mm_t *mm);
+/* What mm_storage_alloc(@size) charges: the smallest whole number of
+ * pages that is also a size class of the arena; 0 if there is none. */
+uint64_t mmi_page_block_size(mm_t *mm, size_t size);
 
 #endif /* MM_INTERNAL_H */

@@ -10,10 +10,13 @@
 #include "atomics/mm_atomic.h"
 #include "registry.h"
 
-/* state = | RETIRED | PENDING | EVICTING | 0 ... | pin count (0-31) | */
+/* state = | RETIRED | PENDING | EVICTING | RELEASING | 0 ... | pins (0-31) |
+ * RELEASING is set only beside EVICTING: a release met the eviction's
+ * claim, and if the claim is undone the page goes anyway. */
 #define PAGE_RETIRED   ((uint64_t)1 << 63)
 #define PAGE_PENDING   ((uint64_t)1 << 62)
 #define PAGE_EVICTING  ((uint64_t)1 << 61)
+#define PAGE_RELEASING ((uint64_t)1 << 60)
 #define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
 
 typedef struct mmi_page {

@@ -15,6 +15,12 @@
  *   live, pins n  live, pins n-1   mm_unpin_storage (n > 0)
  *   live, pins 0  RETIRED          mm_release_storage (commit point)
  *
+ *   live, pins 0  EVICTING         an eviction's claim (evict.c)
+ *   EVICTING      EVICTING|RELEASING  mm_release_storage (answers ENOENT)
+ *   EVICTING      live, pins 0    the claim undone (mmi_page_unclaim)
+ *   EVICTING|RELEASING  RETIRED   the claim undone: released after all
+ *   EVICTING(|RELEASING)  RETIRED the eviction done
+ *
  *   PENDING       live, pins 0    the grant of a held request (held.c)
  *   PENDING       RETIRED         its deadline or cancel (held.c)
  *
@@ -56,12 +62,12 @@ static mmi_page *page_find(mm_t *mm, uint64_t page_id) {
   return pg;
 }
 
-/* The live record for @page_id, or NULL: pending pages and pages being
- * evicted are not pinned, unpinned or released.  In a read section. */
+/* The record for @page_id unless it is retired or pending (a page being
+ * evicted is returned: page_change decides), or NULL.  In a read section. */
 static mmi_page *page_find_live(mm_t *mm, uint64_t page_id) {
   mmi_page *pg = page_find(mm, page_id);
   /* acquire: pairs with mmi_page_activate's release */
-  if (pg && (mm_load_acquire_u64(&pg->state) & (PAGE_PENDING | PAGE_EVICTING)))
+  if (pg && (mm_load_acquire_u64(&pg->state) & PAGE_PENDING))
     return NULL;
   return pg;
 }
@@ -167,8 +173,17 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
     return MM_ENOENT;
   uint64_t s = mm_load_relaxed_u64(&(*pg)->state), next;
   for (;;) {
-    if (s & (PAGE_RETIRED | PAGE_EVICTING))
-      return MM_ENOENT; /* released or being evicted meanwhile */
+    if (s & PAGE_RETIRED)
+      return MM_ENOENT; /* released or evicted meanwhile */
+    if (s & PAGE_EVICTING) {
+      /* Being evicted.  A release asks for the page to go even if the
+       * eviction backs out (see mmi_page_unclaim): a caller told "no such
+       * page" must never find it again. */
+      if (rule != release_rule || (s & PAGE_RELEASING) ||
+          mm_cas_acq_rel_u64(&(*pg)->state, &s, s | PAGE_RELEASING))
+        return MM_ENOENT;
+      continue; /* the claim was undone meanwhile: decide again */
+    }
     mm_status st = rule(s, &next);
     if (st != MM_OK)
       return st;
@@ -180,6 +195,28 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
   }
 }
 
+/* The rest of a release, after @pg's state was made RETIRED (no pin can
+ * succeed now and no other release can win it).  In a read section. */
+static void page_retire(mm_t *mm, mmi_page *pg) {
+  mmi_victims_remove(mm, pg); /* before the charge is returned */
+  mmi_page_free_data(mm, pg); /* memory first, then the charge */
+  mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
+  mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+  mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
+}
+
+bool mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
+  uint64_t s = PAGE_EVICTING;
+  /* release: the page is whole again for whoever pins it next */
+  if (mm_cas_acq_rel_u64(&pg->state, &s, 0))
+    return false;
+  /* Only a release changes a claimed page's state: it is
+   * EVICTING | RELEASING, and the release goes ahead here. */
+  mm_store_release_u64(&pg->state, PAGE_RETIRED);
+  page_retire(mm, pg);
+  return true;
+}
+
 mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   if (!mm)
     return MM_EINVAL;
@@ -187,14 +224,8 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, release_rule, &pg, &before);
-  if (st == MM_OK) {
-    /* Retired: no pin can succeed now and no other release can win it. */
-    mmi_victims_remove(mm, pg); /* before the charge is returned */
-    mmi_page_free_data(mm, pg); /* memory first, then the charge */
-    mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
-    mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
-    mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
-  }
+  if (st == MM_OK)
+    page_retire(mm, pg);
   mmi_rcu_read_unlock();
   if (st == MM_OK)
     mmi_held_after_release(mm);

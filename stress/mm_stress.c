@@ -177,7 +177,22 @@ static void check_picture(void) {
 /* Pages: a state word per id (0 absent, 1 being loaded by the thread that
  * missed it, 3 loaded: its first byte is its id), plus the pins the
  * harness holds. */
-enum { PAGE_ABSENT = 0, PAGE_LOADING = 1, PAGE_READY = 3 };
+/* A callback's release of a ready page moves it to GOING first, so that
+ * the id cannot be loaded again under the release.  If the release meets
+ * an eviction (MM_ENOENT: the page is gone for good either way) the
+ * eviction callback and the releaser finish it between them: the callback
+ * turns GOING into GONE and the releaser GONE into ABSENT, or the releaser
+ * turns GOING into LOST and the callback LOST into ABSENT.  If the
+ * eviction backed out instead, the manager released the page, no callback
+ * comes, and the id stays LOST (never reused). */
+enum {
+  PAGE_ABSENT = 0,
+  PAGE_LOADING = 1,
+  PAGE_READY = 3,
+  PAGE_GOING = 4,
+  PAGE_GONE = 5,
+  PAGE_LOST = 6
+};
 #define MAX_PAGES (1u << 18)
 static uint32_t npages;
 static _Atomic uint32_t page_state[MAX_PAGES];
@@ -205,7 +220,9 @@ static void callback_faults(uint64_t id) {
     INVARIANT(mm_unpin_storage(mm, other) == MM_OK);
     atomic_fetch_add(&fault_pins, 1);
   }
-  if (s % 16 == 2 && atomic_load(&page_state[other]) == PAGE_READY) {
+  uint32_t ready = PAGE_READY;
+  if (s % 16 == 2 &&
+      atomic_compare_exchange_strong(&page_state[other], &ready, PAGE_GOING)) {
     size_t loaded = atomic_load(&page_bytes[other]);
     /* The books drop before the capacity goes back: once it is back,
      * another thread may be granted it and count it first. */
@@ -213,12 +230,18 @@ static void callback_faults(uint64_t id) {
     mm_status st = mm_release_storage(mm, other);
     INVARIANT(st == MM_OK || st == MM_EBUSY || st == MM_ENOENT);
     if (st == MM_OK) {
-      uint32_t ready = PAGE_READY;
-      INVARIANT(atomic_compare_exchange_strong(&page_state[other], &ready,
-                                               PAGE_ABSENT));
+      atomic_store(&page_state[other], PAGE_ABSENT);
       atomic_fetch_add(&fault_releases, 1);
+    } else if (st == MM_EBUSY) {
+      shadow_add((long long)loaded); /* still held */
+      atomic_store(&page_state[other], PAGE_READY);
     } else {
-      shadow_add((long long)loaded); /* still held (or evicted: counted) */
+      uint32_t going = PAGE_GOING;
+      if (!atomic_compare_exchange_strong(&page_state[other], &going,
+                                          PAGE_LOST)) {
+        INVARIANT(going == PAGE_GONE); /* its callback came first */
+        atomic_store(&page_state[other], PAGE_ABSENT);
+      }
     }
   }
 }
@@ -232,10 +255,17 @@ static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   INVARIANT(bytes >= loaded);
   uint32_t ready = PAGE_READY;
   /* once per page, and never while it is being loaded (it is pinned):
-   * ready -> absent, by exactly one eviction */
-  INVARIANT(
-      atomic_compare_exchange_strong(&page_state[id], &ready, PAGE_ABSENT));
-  shadow_add(-(long long)loaded);
+   * ready (or going: a release met this eviction) -> absent, by exactly
+   * one eviction */
+  if (atomic_compare_exchange_strong(&page_state[id], &ready, PAGE_ABSENT)) {
+    shadow_add(-(long long)loaded);
+  } else {
+    /* a release met this eviction; its releaser took it off the books */
+    INVARIANT(ready == PAGE_GOING || ready == PAGE_LOST);
+    INVARIANT(atomic_compare_exchange_strong(
+        &page_state[id], &ready,
+        ready == PAGE_GOING ? PAGE_GONE : PAGE_ABSENT));
+  }
   if (opt.faults)
     callback_faults(id);
 }

@@ -4,6 +4,9 @@
  */
 #include "mm_test.h"
 
+#include "mm_internal.h"
+#include "page.h"
+
 #define TOTAL        (16 * MiB)
 #define STORAGE_INIT (8 * MiB)
 
@@ -182,6 +185,49 @@ static void test_storage_may_borrow(void **state) {
                    MM_OK);
 }
 
+/* White box: an eviction's claim, made by hand the way evict.c makes it
+ * (one CAS from 0 to EVICTING), then undone.  A pin that met the claim
+ * may find the page again; a release that met it must not. */
+static mmi_page *claim_by_hand(uint64_t id) {
+  mmi_rcu_read_lock();
+  mmi_node *n = mmi_registry_find(mm->pages, id);
+  assert_non_null(n);
+  mmi_page *pg = caa_container_of(n, mmi_page, node);
+  uint64_t s = 0;
+  assert_true(mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING));
+  mmi_rcu_read_unlock();
+  return pg; /* safe to use: only a release frees it, and we hold it */
+}
+
+static void unclaim_by_hand(mmi_page *pg, bool released) {
+  mmi_rcu_read_lock();
+  assert_int_equal(mmi_page_unclaim(mm, pg), released);
+  mmi_rcu_read_unlock();
+}
+
+static void test_release_meets_undone_claim(void **state) {
+  (void)state;
+  assert_int_equal(mm_acquire_storage(mm, 7, 4096, MM_NO_WAIT), MM_OK);
+  mmi_page *pg = claim_by_hand(7);
+  assert_int_equal(mm_pin_storage(mm, 7, NULL), MM_ENOENT);
+  assert_int_equal(mm_acquire_storage(mm, 7, 4096, MM_NO_WAIT), MM_EEXIST);
+  unclaim_by_hand(pg, false); /* no release met it: the page is back */
+  assert_int_equal(mm_pin_storage(mm, 7, NULL), MM_OK);
+  assert_int_equal(mm_unpin_storage(mm, 7), MM_OK);
+
+  pg = claim_by_hand(7);
+  assert_int_equal(mm_release_storage(mm, 7), MM_ENOENT);
+  assert_int_equal(mm_release_storage(mm, 7), MM_ENOENT); /* asked once */
+  assert_int_equal(checked().storage_used_bytes, 4096);   /* not yet */
+  unclaim_by_hand(pg, true); /* the release goes ahead */
+  mm_stats s = checked();
+  assert_int_equal(s.storage_used_bytes, 0);
+  assert_int_equal(s.storage_pages, 0);
+  assert_int_equal(s.evictions, 0);
+  assert_int_equal(mm_pin_storage(mm, 7, NULL), MM_ENOENT);
+  assert_int_equal(mm_acquire_storage(mm, 7, 4096, MM_NO_WAIT), MM_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_register_and_release, setup,
@@ -194,6 +240,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_never_takes_execution_in_use, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_storage_may_borrow, setup_borrow,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_release_meets_undone_claim, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
