@@ -286,6 +286,11 @@ MM_API mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
  * their initial sizes again.  Releasing down to zero keeps the exec id's
  * record for reuse; mm_release_all_execution() drops it.
  *
+ * Bytes that mm_exec_alloc charged to @exec_id are returned by
+ * mm_exec_free, not here: the id's record holds one number and cannot
+ * refuse, and a block whose bytes were returned here stays allocated but
+ * uncharged until it is freed.
+ *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL, @bytes is 0, or @bytes is more than @exec_id
  *              holds (an exec id that holds nothing holds 0 bytes); nothing

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""make_seeds.py -- write the hand-made part of the seed corpus.
+
+Each seed is a configuration and a sequence of calls in fuzz_api.c's
+encoding, aimed at one corner of the pool rules; libFuzzer mutates from
+there.  Run from anywhere: writes tests/fuzz/corpus/seed-*.
+"""
+import os
+
+PAGE_OPS = {"pin": 0, "unpin": 1, "release": 2}
+NO_WAIT, TIMEOUT_1US, BAD_TIMEOUT = 3, 1, 0
+
+
+def config(pages=14, frac=2, prot=0, flags=0, extra=None):
+    """pages: total = (2 + pages % 63) pages; frac indexes fuzz_api's
+    fractions (0: default, 1: 0.25, 2: 0.5, 3: 0.75, 4: 0.9, 5..7 bad or
+    tiny); prot: protected pages; flags: 1 borrow, 2 LRU, 0x0c bad policy,
+    bits 4-6 max request / cache / bad limit, 0x80 odd total."""
+    b = [pages, frac, prot, flags]
+    if flags & 0x80:
+        b += [extra & 0xFF, extra >> 8]
+    return b
+
+
+def size(kind, arg=None):
+    """kind: 'tiny' (arg < 64), 'small' (arg < 16384), 'pages' (1-8),
+    'zero', 'free', 'free+1', 'max', 'max+1', 'storage', 'total', 'huge',
+    'free-page'."""
+    names = ["zero", "tiny", "small", "pages", "free", "free+1", "max",
+             "max+1", "storage", "total", "huge", "free-page"]
+    k = names.index(kind)
+    if kind in ("tiny", "small"):
+        v = arg - 1
+        return [k, v & 0xFF, v >> 8]
+    if kind == "pages":
+        return [k, arg - 1]
+    return [k]
+
+
+def acquire_exec(eid, sz, timeout=NO_WAIT):
+    return [0, eid] + sz + [timeout]
+
+
+def exec_alloc(eid, sz, timeout=NO_WAIT, fault=False):
+    return [1, eid] + sz + [timeout, 0 if fault else 1]
+
+
+def release_exec(eid, mode, amount=0):
+    """mode: 0 all its own bytes, 1 one more than held, 2 zero, 3 part."""
+    b = [2, eid, mode]
+    return b + ([amount & 0xFF, amount >> 8] if mode == 3 else [])
+
+
+def release_all(eid):
+    return [3, eid]
+
+
+def exec_free(slot, how=2):
+    """how: 0 a pointer not the manager's, 1 the wrong id, 2 the block."""
+    return [4, slot + 16 * how]
+
+
+def acquire_storage(pid, sz, timeout=NO_WAIT):
+    return [5, pid] + sz + [timeout]
+
+
+def storage_alloc(pid, sz, timeout=NO_WAIT, fault=False):
+    return [6, pid] + sz + [timeout, 0 if fault else 1]
+
+
+def page(op, pid):
+    return [7, pid + 16 * PAGE_OPS[op]]
+
+
+def async_req(pool, ident, sz, wait=True):
+    k = pool  # k % 5 == pool, bit 4 clear: a 10 s deadline
+    if not wait:
+        k = 0x10 + pool + (5 if pool == 1 else 0)  # keep k % 5 == pool
+        while k % 5 != pool:
+            k += 1
+    return [9, k, ident] + sz
+
+
+def null(case):
+    return [10, case]
+
+
+SEEDS = {
+    # storage fills, then each new page evicts unpinned ones
+    "storage-evicts": config() + sum(
+        (storage_alloc(i, size("pages", 1 + i % 3)) + page("unpin", i)
+         for i in range(12)), []),
+    # execution borrows free storage, then evicts unpinned pages
+    "exec-borrows-evicts": config() + sum(
+        (acquire_storage(i, size("pages", 1)) for i in range(8)), []) +
+        acquire_exec(0, size("free")) + acquire_exec(1, size("pages", 4)) +
+        release_exec(0, 0) + acquire_exec(2, size("total")),
+    # the protected floor: execution may not evict below 4 pages
+    "protected-floor": config(prot=4) + sum(
+        (acquire_storage(i, size("pages", 1 + i % 2)) for i in range(8)),
+        []) + acquire_exec(0, size("free")) +
+        acquire_exec(1, size("pages", 3)) + acquire_exec(1, size("pages", 5)),
+    # pinned pages cannot be evicted: declines, timeouts
+    "all-pinned": config() + sum(
+        (storage_alloc(i, size("pages", 2)) for i in range(8)), []) +
+        storage_alloc(9, size("pages", 1)) +
+        storage_alloc(9, size("pages", 1), TIMEOUT_1US) +
+        acquire_exec(0, size("free+1"), TIMEOUT_1US) + page("unpin", 3) +
+        page("release", 3) + page("release", 4) + page("unpin", 4) +
+        page("unpin", 4) + page("release", 4),
+    # held asynchronous requests, cancelled; granted ones; bad pools
+    "async": config() + acquire_exec(0, size("free")) +
+        async_req(0, 1, size("pages", 1)) +
+        async_req(1, 2, size("pages", 1)) +
+        async_req(0, 1, size("pages", 1), wait=False) +
+        release_exec(0, 3, 9000) + async_req(0, 1, size("tiny", 10)) +
+        async_req(1, 3, size("pages", 1)) + [9, 4, 0] + size("tiny", 1) +
+        [9, 15, 0] + size("tiny", 1),
+    # blocks: allocate, free, wrong id, not ours, orphaned by release_all
+    "blocks": config() + exec_alloc(0, size("tiny", 24)) +
+        exec_alloc(0, size("small", 5000)) + exec_alloc(1, size("pages", 2)) +
+        exec_free(0, 0) + exec_free(0, 1) + release_all(0) + exec_free(0) +
+        exec_free(1) + exec_alloc(0, size("tiny", 8)) + release_exec(0, 0) +
+        release_exec(1, 1) + exec_free(2) + exec_free(2),
+    # the allocator fails under mm_exec_alloc and mm_storage_alloc
+    "alloc-faults": config() + exec_alloc(0, size("pages", 1), fault=True) +
+        sum((storage_alloc(i, size("pages", 2)) + page("unpin", i)
+             for i in range(7)), []) +
+        storage_alloc(8, size("pages", 3), fault=True) +
+        exec_alloc(1, size("free+1"), fault=True),
+    # exact limits and absurd sizes
+    "limits": config(flags=0x10) + acquire_exec(0, size("max")) +
+        acquire_exec(0, size("max+1")) + acquire_exec(1, size("zero")) +
+        acquire_exec(1, size("huge")) + acquire_storage(0, size("storage")) +
+        acquire_storage(1, size("total")) + acquire_storage(2, size("huge")) +
+        acquire_exec(2, size("tiny", 1), BAD_TIMEOUT) +
+        acquire_exec(2, size("tiny", 1), 2) + release_exec(0, 2) +
+        release_all(3) + release_exec(3, 1),
+    # storage borrows free execution capacity, and is made to give it back
+    "storage-borrows": config(flags=1) + sum(
+        (acquire_storage(i, size("pages", 3)) for i in range(8)), []) +
+        acquire_exec(0, size("free")) + acquire_exec(1, size("pages", 6)) +
+        release_all(0) + release_all(1),
+    # sampled LRU: pins make pages recent
+    "lru": config(flags=2) + sum(
+        (storage_alloc(i, size("pages", 1)) + page("unpin", i)
+         for i in range(14)), []) + page("pin", 2) + page("unpin", 2) +
+        storage_alloc(14, size("pages", 4)) + storage_alloc(15,
+                                                            size("pages", 4)),
+    # a total that is not a whole number of pages; a small cache
+    "odd-total": config(pages=5, flags=0x80 | 0x40, extra=1234) +
+        acquire_storage(0, size("storage")) + acquire_exec(0, size("free")) +
+        acquire_exec(0, size("tiny", 1)),
+    "bad-calls": config() + sum((null(i) for i in range(8)), []),
+}
+for i, (frac, flags) in enumerate([(5, 0), (6, 0), (7, 0), (2, 0x0c),
+                                   (2, 0x30), (2, 0x50)]):
+    SEEDS["bad-config-%d" % i] = config(pages=0, frac=frac, flags=flags)
+SEEDS["bad-config-protected"] = config(pages=2, prot=15)
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+os.makedirs(out, exist_ok=True)
+for name, data in SEEDS.items():
+    with open(os.path.join(out, "seed-" + name), "wb") as f:
+        f.write(bytes(b & 0xFF for b in data))
+print("%d seeds in %s" % (len(SEEDS), out))
