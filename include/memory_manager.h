@@ -411,18 +411,23 @@ MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
 /*
  * mm_release_storage - unregister @page_id and return its bytes.
  *
+ * Every registered page ends in exactly one of two ways: a release that
+ * answers MM_OK (no eviction callback will run for it), or one eviction
+ * callback (a release then answers MM_ENOENT).  An embedder that keeps
+ * its own records of pages can free them on either signal, once.
+ *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm is NULL;
- *   MM_ENOENT  no such page (never registered, released, evicted, or
- *              being evicted).  Either way the page is gone for good: if
- *              an eviction that had claimed it backs out (see
- *              mm_pin_storage), the page is released then, without an
- *              eviction callback; if the eviction goes ahead, the
- *              callback runs as for any eviction;
+ *   MM_ENOENT  no such page (never registered, released, or evicted), or
+ *              its eviction callback has been called or is about to be;
  *   MM_EBUSY   the page is pinned; unpin it first.
  * Thread-safe, lock-free.  A release racing with a pin of the same page:
  * either the release wins (the pin gets MM_ENOENT) or the pin wins (the
- * release gets MM_EBUSY).
+ * release gets MM_EBUSY).  A release racing with an eviction: if the
+ * eviction had claimed the page but not yet committed to it, the release
+ * wins; its bytes may then serve that eviction's request, and stay in
+ * storage_used_bytes until the evictor finishes (a moment), the id
+ * staying taken until then.
  */
 MM_API mm_status mm_release_storage(mm_t *mm, uint64_t page_id);
 

@@ -36,19 +36,22 @@
  * flags) to EVICTING.  That is the whole race against pins and releases:
  * a pin and a claim of the same page cannot both win, and an EVICTING page
  * answers pins and releases with MM_ENOENT and acquires of its id with
- * MM_EEXIST.  A release that meets a claim also marks the page RELEASING,
- * so that "no such page" stays true whatever the eviction does next.  An
- * eviction for a request of b bytes
+ * MM_EEXIST.  A release that meets a claim wins the page if it comes
+ * before the eviction commits to it (RELEASED: no callback for it, and the
+ * release is finished by whoever ends the claim); after that (NOTIFIED) it
+ * answers MM_ENOENT, and the callback is the owner's notice.  An eviction
+ * for a request of b bytes
  *
  *   1. charges what is free now, up to b (a reservation);
  *   2. claims victims until they cover the rest;
  *   3. if it cannot: unclaims them (state back to 0, or released if a
- *      release met the claim) and returns the reservation -- nothing was
- *      evicted;
- *   4. else, for each claimed page: leave the victim set, call on_evict
- *      (the page can no longer be pinned; its bytes are still charged to
- *      storage, granted to no one), then retire and unlink the record (the
- *      id is free again only now);
+ *      release won the page meanwhile) and returns the reservation --
+ *      nothing was evicted;
+ *   4. else, for each claimed page: leave the victim set, commit to it
+ *      (EVICTING -> EVICTING|NOTIFIED, unless a release won it) and call
+ *      on_evict (the page can no longer be pinned; its bytes are still
+ *      charged to storage, granted to no one), then retire and unlink the
+ *      record (the id is free again only now);
  *   5. hands the evicted bytes to the request in one CAS on the pool word
  *      (storage use drops by what was evicted, the request's pool gains
  *      what it still needed): nobody else can take them in between.
@@ -373,6 +376,12 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   uint64_t evicted = 0;
   for (mmi_page *pg = list; pg; pg = pg->claimed) {
     mmi_victims_remove(mm, pg);
+    /* Commit to the page: from here a release is too late (MM_ENOENT).  A
+     * release that came first won it: no callback, the bytes serve this
+     * request all the same. */
+    uint64_t s = PAGE_EVICTING;
+    if (!mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING | PAGE_NOTIFIED))
+      continue;
     if (mm->cfg.on_evict) {
       in_callback_of = &frame; /* acquires on @mm are refused meanwhile */
       mm->cfg.on_evict(mm->cfg.evict_ctx, pg->node.key, pg->data,
@@ -382,10 +391,12 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   }
   for (mmi_page *pg = list, *next; pg; pg = next) {
     next = pg->claimed;
-    evicted++;
     mmi_page_free_data(mm, pg); /* the callback has returned */
-    mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
-    mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
+    if (!(mm_load_relaxed_u64(&pg->state) & PAGE_RELEASED)) {
+      evicted++;
+      mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
+      mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
+    }
     mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
     /* release: whoever finds the record retired finds it complete */
     mm_store_release_u64(&pg->state, PAGE_RETIRED);

@@ -10,13 +10,17 @@
 #include "atomics/mm_atomic.h"
 #include "registry.h"
 
-/* state = | RETIRED | PENDING | EVICTING | RELEASING | 0 ... | pins (0-31) |
- * RELEASING is set only beside EVICTING: a release met the eviction's
- * claim, and if the claim is undone the page goes anyway. */
+/* state = | RETIRED | PENDING | EVICTING | RELEASED | NOTIFIED | 0 ... |
+ *         pins (0-31) |
+ * RELEASED and NOTIFIED are set only beside EVICTING, and only one of
+ * them: a release won the claimed page (no callback will run for it), or
+ * the eviction committed to it (its callback runs; releases are too
+ * late). */
 #define PAGE_RETIRED   ((uint64_t)1 << 63)
 #define PAGE_PENDING   ((uint64_t)1 << 62)
 #define PAGE_EVICTING  ((uint64_t)1 << 61)
-#define PAGE_RELEASING ((uint64_t)1 << 60)
+#define PAGE_RELEASED  ((uint64_t)1 << 60)
+#define PAGE_NOTIFIED  ((uint64_t)1 << 59)
 #define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
 
 typedef struct mmi_page {

@@ -16,10 +16,15 @@
  *   live, pins 0  RETIRED          mm_release_storage (commit point)
  *
  *   live, pins 0  EVICTING         an eviction's claim (evict.c)
- *   EVICTING      EVICTING|RELEASING  mm_release_storage (answers ENOENT)
+ *   EVICTING      EVICTING|RELEASED  mm_release_storage (answers MM_OK)
+ *   EVICTING      EVICTING|NOTIFIED  the eviction, before its callback
  *   EVICTING      live, pins 0    the claim undone (mmi_page_unclaim)
- *   EVICTING|RELEASING  RETIRED   the claim undone: released after all
- *   EVICTING(|RELEASING)  RETIRED the eviction done
+ *   EVICTING|RELEASED  RETIRED    the claim undone: the release done here
+ *   EVICTING|...  RETIRED         the eviction done (no callback if
+ *                                 RELEASED: the page served it all the same)
+ *
+ * So every registered page ends in exactly one of two ways its owner
+ * hears of: a release answered MM_OK, or one eviction callback.
  *
  *   PENDING       live, pins 0    the grant of a held request (held.c)
  *   PENDING       RETIRED         its deadline or cancel (held.c)
@@ -176,13 +181,19 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
     if (s & PAGE_RETIRED)
       return MM_ENOENT; /* released or evicted meanwhile */
     if (s & PAGE_EVICTING) {
-      /* Being evicted.  A release asks for the page to go even if the
-       * eviction backs out (see mmi_page_unclaim): a caller told "no such
-       * page" must never find it again. */
-      if (rule != release_rule || (s & PAGE_RELEASING) ||
-          mm_cas_acq_rel_u64(&(*pg)->state, &s, s | PAGE_RELEASING))
+      /* Claimed by an eviction.  A pin answers "no such page" (the claim
+       * may yet be undone: see mm_pin_storage).  A release that comes
+       * before the eviction commits to the page wins it: the evictor will
+       * not call the callback for it, and finishes the release whether it
+       * goes ahead (the bytes serve its request) or backs out
+       * (mmi_page_unclaim). */
+      if (rule != release_rule || (s & (PAGE_RELEASED | PAGE_NOTIFIED)))
         return MM_ENOENT;
-      continue; /* the claim was undone meanwhile: decide again */
+      if (mm_cas_acq_rel_u64(&(*pg)->state, &s, s | PAGE_RELEASED)) {
+        *before = s;
+        return MM_OK;
+      }
+      continue; /* claim undone, or committed, meanwhile: decide again */
     }
     mm_status st = rule(s, &next);
     if (st != MM_OK)
@@ -210,8 +221,8 @@ bool mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
   /* release: the page is whole again for whoever pins it next */
   if (mm_cas_acq_rel_u64(&pg->state, &s, 0))
     return false;
-  /* Only a release changes a claimed page's state: it is
-   * EVICTING | RELEASING, and the release goes ahead here. */
+  /* Only a release changes a claimed page's state before the eviction
+   * commits: it is EVICTING | RELEASED, and the release is done here. */
   mm_store_release_u64(&pg->state, PAGE_RETIRED);
   page_retire(mm, pg);
   return true;
@@ -224,10 +235,11 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, release_rule, &pg, &before);
-  if (st == MM_OK)
-    page_retire(mm, pg);
+  bool retired = st == MM_OK && !(before & PAGE_EVICTING);
+  if (retired)
+    page_retire(mm, pg); /* else the evictor that claimed it finishes */
   mmi_rcu_read_unlock();
-  if (st == MM_OK)
+  if (retired)
     mmi_held_after_release(mm);
   return st;
 }

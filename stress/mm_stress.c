@@ -178,13 +178,11 @@ static void check_picture(void) {
  * missed it, 3 loaded: its first byte is its id), plus the pins the
  * harness holds. */
 /* A callback's release of a ready page moves it to GOING first, so that
- * the id cannot be loaded again under the release.  If the release meets
- * an eviction (MM_ENOENT: the page is gone for good either way) the
- * eviction callback and the releaser finish it between them: the callback
- * turns GOING into GONE and the releaser GONE into ABSENT, or the releaser
- * turns GOING into LOST and the callback LOST into ABSENT.  If the
- * eviction backed out instead, the manager released the page, no callback
- * comes, and the id stays LOST (never reused). */
+ * the id cannot be loaded again under the release.  If the release comes
+ * too late for a page being evicted (MM_ENOENT: its callback has run or
+ * will) the callback and the releaser finish it between them: the
+ * callback turns GOING into GONE and the releaser GONE into ABSENT, or the
+ * releaser turns GOING into LOST and the callback LOST into ABSENT. */
 enum {
   PAGE_ABSENT = 0,
   PAGE_LOADING = 1,

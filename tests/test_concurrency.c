@@ -16,8 +16,6 @@
  */
 #include "mm_test.h"
 
-#include "mm_internal.h" /* mmi_page_exists */
-
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -90,17 +88,6 @@ static void on_evict(void *ctx, uint64_t page_id, void *data, size_t bytes) {
   CHECK(was == 0); /* each eviction once */
 }
 
-/* Is @page_id registered at all (live, pending, or being evicted)?  A
- * page answered as gone whose id is free again ended without a callback
- * (a release met an eviction's claim that was then undone), or its
- * callback has run. */
-static bool registered(uint64_t page_id) {
-  mmi_rcu_read_lock();
-  bool r = mmi_page_exists(mm, page_id);
-  mmi_rcu_read_unlock();
-  return r;
-}
-
 static void *own_ids_worker(void *arg) {
   uint64_t me = (uint64_t)(intptr_t)arg;
   uint64_t rng = 0x9e3779b97f4a7c15ull * (me + 1);
@@ -118,11 +105,6 @@ static void *own_ids_worker(void *arg) {
       CHECK(lost[k] || page_bytes[k] == atomic_load(&evicted_bytes[me][k]));
       atomic_store(&evicted_bytes[me][k], 0);
       page_bytes[k] = 0;
-      lost[k] = false;
-    }
-    if (lost[k] && !atomic_load(&evicted_bytes[me][k]) &&
-        !registered(page_id) && !atomic_load(&evicted_bytes[me][k])) {
-      page_bytes[k] = 0; /* gone without a callback */
       lost[k] = false;
     }
     if (lost[k])
@@ -216,13 +198,8 @@ static void *own_ids_worker(void *arg) {
     if (page_bytes[k])
       shadow_release(page_bytes[k]); /* before, as above */
     while (!atomic_exchange(&evicted_bytes[me][k], 0) &&
-           mm_release_storage(mm, page_id) != MM_OK) {
-      if (!registered(page_id)) { /* no callback coming, or it just ran */
-        atomic_store(&evicted_bytes[me][k], 0);
-        break;
-      }
+           mm_release_storage(mm, page_id) != MM_OK)
       sched_yield();
-    }
   }
   shadow_release(held);
   CHECK(mm_release_all_execution(mm, exec_id) == held);

@@ -299,7 +299,6 @@ static void test_protected_floor_at_terabytes(void **state) {
 static mm_t *race_mm;
 static atomic_int pins[IDS]; /* pins the test threads hold */
 static atomic_long acquired[IDS], released[IDS], evicted[IDS];
-static atomic_long gone_releases[IDS]; /* releases answered MM_ENOENT */
 
 static void race_callback(void *ctx, uint64_t id, void *data, size_t bytes) {
   (void)ctx, (void)data, (void)bytes;
@@ -350,8 +349,6 @@ static void *racer(void *arg) {
       CHECK(!my_pins[id] || st == MM_EBUSY);
       if (st == MM_OK)
         atomic_fetch_add(&released[id], 1);
-      else if (st == MM_ENOENT) /* maybe met an eviction's claim */
-        atomic_fetch_add(&gone_releases[id], 1);
       break;
     case 5: /* execution borrows by eviction, then gives it back */
       if (exec_held) {
@@ -385,7 +382,6 @@ static void run_race(int policy) {
     atomic_store(&acquired[i], 0);
     atomic_store(&released[i], 0);
     atomic_store(&evicted[i], 0);
-    atomic_store(&gone_releases[i], 0);
   }
   atomic_store(&mm_test_failures, 0);
   pthread_t t[THREADS];
@@ -396,23 +392,22 @@ static void run_race(int policy) {
   assert_int_equal(atomic_load(&mm_test_failures), 0);
 
   /* Every incarnation of every id ended exactly once: released, evicted
-   * (one callback each), still registered, or released by an eviction
-   * that backed out of a claim a release had met (that release answered
-   * MM_ENOENT; no callback runs): at most one per such answer. */
+   * (one callback each), or still registered. */
   long total_evicted = 0;
   for (uint64_t id = 0; id < IDS; id++) {
     mm_status rel = mm_release_storage(race_mm, id);
     long live = rel == MM_OK;
-    long ended = atomic_load(&released[id]) + atomic_load(&evicted[id]) + live;
-    long quiet = atomic_load(&acquired[id]) - ended;
-    if (quiet < 0 || quiet > atomic_load(&gone_releases[id]))
+    if (atomic_load(&acquired[id]) !=
+        atomic_load(&released[id]) + atomic_load(&evicted[id]) + live)
       fprintf(stderr,
               "id %llu: acquired %ld released %ld evicted %ld "
-              "gone %ld final release %s\n",
+              "final release %s\n",
               (unsigned long long)id, atomic_load(&acquired[id]),
               atomic_load(&released[id]), atomic_load(&evicted[id]),
-              atomic_load(&gone_releases[id]), mm_strerror(rel));
-    assert_in_range(quiet, 0, atomic_load(&gone_releases[id]));
+              mm_strerror(rel));
+    assert_int_equal(atomic_load(&acquired[id]), atomic_load(&released[id]) +
+                                                     atomic_load(&evicted[id]) +
+                                                     live);
     total_evicted += atomic_load(&evicted[id]);
   }
   mm_stats s = mm_test_stats(race_mm);
