@@ -380,8 +380,10 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
      * release that came first won it: no callback, the bytes serve this
      * request all the same. */
     uint64_t s = PAGE_EVICTING;
-    if (!mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING | PAGE_NOTIFIED))
+    if (!mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING | PAGE_NOTIFIED)) {
+      assert(s == (PAGE_EVICTING | PAGE_RELEASED)); /* (a strong CAS) */
       continue;
+    }
     if (mm->cfg.on_evict) {
       in_callback_of = &frame; /* acquires on @mm are refused meanwhile */
       mm->cfg.on_evict(mm->cfg.evict_ctx, pg->node.key, pg->data,

@@ -223,6 +223,7 @@ bool mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
     return false;
   /* Only a release changes a claimed page's state before the eviction
    * commits: it is EVICTING | RELEASED, and the release is done here. */
+  assert(s == (PAGE_EVICTING | PAGE_RELEASED));
   mm_store_release_u64(&pg->state, PAGE_RETIRED);
   page_retire(mm, pg);
   return true;

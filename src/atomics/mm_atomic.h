@@ -52,11 +52,15 @@ static inline uint64_t mm_fas_acq_rel_u64(mm_atomic_u64 *p, uint64_t v) {
   return atomic_exchange_explicit(p, v, memory_order_acq_rel);
 }
 
-/* On failure *expected receives the current value. */
+/* Strong: a failure means the value really differed, and *expected
+ * receives it, read with acquire (a decision taken on a failed CAS -- "a
+ * release won this page" -- sees what the winner wrote before it).  Weak
+ * CAS may fail spuriously on LL/SC machines (Arm without LSE, POWER,
+ * RISC-V): several callers decide on one CAS and must not. */
 static inline bool mm_cas_acq_rel_u64(mm_atomic_u64 *p, uint64_t *expected,
                                       uint64_t desired) {
-  return atomic_compare_exchange_weak_explicit(
-      p, expected, desired, memory_order_acq_rel, memory_order_relaxed);
+  return atomic_compare_exchange_strong_explicit(
+      p, expected, desired, memory_order_acq_rel, memory_order_acquire);
 }
 
 /* Sequentially consistent: only where two threads each write one word and
