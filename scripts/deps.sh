@@ -2,7 +2,7 @@
 # packages the build needs, only when some are missing.  As root it runs
 # apt-get itself; otherwise through sudo.
 mm_packages="cmake make gcc pkg-config clang libclang-rt-14-dev clang-format
-liburcu-dev libck-dev libjemalloc-dev libcmocka-dev"
+liburcu-dev libck-dev libjemalloc-dev libcmocka-dev libsqlite3-dev sqlite3"
 
 mm_install_deps() {
   missing=""
