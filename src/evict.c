@@ -230,8 +230,8 @@ static bool claim(mm_t *mm, mmi_page *pg, bool for_exec) {
   return false;
 }
 
-/* Give @pg back; *@released is set if a release that met the claim
- * went ahead instead (see mmi_page_unclaim). */
+/* Give @pg back; *@released is set if a release had won the page, and
+ * the release was finished instead (see mmi_page_unclaim). */
 static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec, bool *released) {
   if (mmi_page_unclaim(mm, pg))
     *released = true;
@@ -423,9 +423,9 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   bool released = false;
   mmi_evict_result r =
       evict_charge(mm, pool, bytes, commit, arg, freed_more, &released);
-  /* A release that met a claim we undid went ahead: news for held
-   * requests, like any release (if a pass holds the baton, this only
-   * makes it run again). */
+  /* A release won a page whose claim we undid, and was finished here: news for
+   * held requests, like any release (if a pass holds the baton, this only makes
+   * it run again). */
   if (released)
     mmi_held_after_release(mm);
   return r;

@@ -109,9 +109,9 @@ void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size);
 /* Give a retired or abandoned page's memory back (before its charge). */
 void mmi_page_free_data(mm_t *mm, struct mmi_page *pg);
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
-/* Undo an eviction's claim of @pg.  If a release met the claim, the page
- * is released now instead; returns true then (the caller tells held
- * requests, outside its eviction).  In a read section. */
+/* Undo an eviction's claim of @pg.  If a release won the claimed page,
+ * the release is finished here instead; returns true then (the caller
+ * tells held requests, outside its eviction).  In a read section. */
 bool mmi_page_unclaim(mm_t *mm, struct mmi_page *pg);
 /* Unlink a retired record; the one caller whose unlink succeeds retires
  * it through RCU.  In a read section. */
