@@ -7,10 +7,10 @@
  *
  * Each thread owns a database file and also reads a shared one.  It loads
  * its table, then alternates updates, scans and sorted reads, checking
- * every answer against sums computed here.  At the end: no fetch or
- * allocation failed for want of memory that could be had, the budget was
- * never exceeded (sampled), pages were evicted, and every page and byte
- * came back when the connections closed.
+ * every answer against sums computed here (so every statement must
+ * succeed: a page or an allocation refused would fail one).  At the end:
+ * the budget was never exceeded (sampled), pages were evicted, and every
+ * page and byte came back when the connections closed.
  */
 #include "mm_sqlite.h"
 
