@@ -174,10 +174,10 @@ static void check_picture(void) {
   INVARIANT(s.execution_used_bytes + s.storage_used_bytes <= s.total_bytes);
 }
 
-/* Pages: a state word per id (0 absent, 1 being loaded by the thread that
- * missed it, 3 loaded: its first byte is its id), plus the pins the
- * harness holds. */
-/* A callback's release of a ready page moves it to GOING first, so that
+/* Pages: a state word per id (ABSENT; LOADING by the thread that missed
+ * it; READY: its first byte is its id), plus the pins the harness holds.
+ *
+ * A callback's release of a ready page moves it to GOING first, so that
  * the id cannot be loaded again under the release.  If the release comes
  * too late for a page being evicted (MM_ENOENT: its callback has run or
  * will) the callback and the releaser finish it between them: the

@@ -130,12 +130,14 @@ static void *heap_realloc(void *p, int n) {
 
 static int heap_roundup(int n) { return n > 0x7fffff00 ? n : round8(n); }
 
-static int heap_init(void *arg) {
+/* xInit and xShutdown of both method tables: the manager is the
+ * embedder's, and the adapter keeps nothing per SQLite initialisation. */
+static int nothing_to_init(void *arg) {
   (void)arg;
   return SQLITE_OK;
 }
 
-static void heap_shutdown(void *arg) { (void)arg; }
+static void nothing_to_shut_down(void *arg) { (void)arg; }
 
 /* ---- page records ------------------------------------------------------- */
 
@@ -342,13 +344,6 @@ void mm_sqlite_on_evict(void *ctx, uint64_t page_id, void *data, size_t bytes) {
 
 /* ---- sqlite3_pcache_methods2 -------------------------------------------- */
 
-static int pc_init(void *arg) {
-  (void)arg;
-  return SQLITE_OK;
-}
-
-static void pc_shutdown(void *arg) { (void)arg; }
-
 static sqlite3_pcache *pc_create(int sz_page, int sz_extra, int purgeable) {
   cache *c = calloc(1, sizeof *c);
   if (!c)
@@ -552,13 +547,13 @@ int mm_sqlite_install(mm_t *mm, const mm_sqlite_options *opt) {
       .xRealloc = heap_realloc,
       .xSize = heap_size,
       .xRoundup = heap_roundup,
-      .xInit = heap_init,
-      .xShutdown = heap_shutdown,
+      .xInit = nothing_to_init,
+      .xShutdown = nothing_to_shut_down,
   };
   static const sqlite3_pcache_methods2 pcache = {
       .iVersion = 1,
-      .xInit = pc_init,
-      .xShutdown = pc_shutdown,
+      .xInit = nothing_to_init,
+      .xShutdown = nothing_to_shut_down,
       .xCreate = pc_create,
       .xCachesize = pc_cachesize,
       .xPagecount = pc_pagecount,
