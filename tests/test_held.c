@@ -679,9 +679,23 @@ static void test_many_waiters_and_releasers(void **state) {
   atomic_store(&async_started, 0);
   atomic_store(&async_ended, 0);
   atomic_store(&failures, 0);
+  /*
+   * Start with the whole budget taken and hand it back only once someone is
+   * held, so the crowd is known to have waited: how the threads happen to be
+   * scheduled must not decide what this test covers.  Some thread's rounds
+   * make a MM_WAIT_FOREVER request early, and that one is held.
+   */
+  const uint64_t blocker = 1; /* the threads use ids from 1000 */
+  assert_int_equal(mm_acquire_execution(crowd_mm, blocker, MiB, MM_NO_WAIT),
+                   MM_OK);
   pthread_t t[THREADS];
   for (int i = 0; i < THREADS; i++)
     pthread_create(&t[i], NULL, crowd_main, (void *)(uintptr_t)(i + 1));
+  int64_t until = now_ns() + 10000 * MS;
+  while (mm_test_stats(crowd_mm).held_now == 0 && now_ns() < until)
+    sleep_ms(1);
+  assert_true(mm_test_stats(crowd_mm).held_now > 0);
+  assert_int_equal(mm_release_all_execution(crowd_mm, blocker), MiB);
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
   assert_int_equal(atomic_load(&failures), 0);
