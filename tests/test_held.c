@@ -35,6 +35,15 @@ static void sleep_ms(int ms) {
     assert_true(cond);                                                         \
   } while (0)
 
+/*
+ * Overtake limits for tests that must not depend on how fast this machine
+ * happens to be: NEVER_STARVES keeps a held request young for the whole
+ * test, STARVES_AT_ONCE makes it starved after any sleep.  (The default,
+ * 10 ms, can pass while a loaded machine runs a sanitizer build.)
+ */
+#define NEVER_STARVES   (3600 * 1000 * MS)
+#define STARVES_AT_ONCE (1 * MS)
+
 /* A manager whose whole budget is used: 1 MiB, execution 512 KiB used by
  * exec id 1, storage 512 KiB used by pages 1..128, pinned (nothing can be
  * evicted: only releases make room). */
@@ -312,11 +321,11 @@ static void test_cancel_racing_grant(void **state) {
 
 static void test_small_overtakes_large_within_limit(void **state) {
   (void)state;
-  mm_t *mm = full_manager(100 * MS);
+  mm_t *mm = full_manager(NEVER_STARVES);
   /* 64 KiB free, in execution's pool. */
   assert_int_equal(mm_release_execution(mm, 1, 64 * KiB), MM_OK);
 
-  outcome large = {0}, small = {0}, late = {0};
+  outcome large = {0}, small = {0};
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 128 * KiB,
                                     MM_WAIT_FOREVER, record, &large, NULL),
                    MM_EINPROGRESS);
@@ -329,17 +338,32 @@ static void test_small_overtakes_large_within_limit(void **state) {
   /* NO_WAIT requests may pass it too, while it is young. */
   assert_int_equal(mm_acquire_execution(mm, 12, 16 * KiB, MM_NO_WAIT), MM_OK);
   assert_int_equal(atomic_load(&large.calls), 0);
+  /* Enough released: the large one is granted. */
+  assert_int_equal(mm_release_execution(mm, 1, 100 * KiB), MM_OK);
+  EVENTUALLY(atomic_load(&large.calls) == 1);
+  assert_int_equal(atomic_load(&large.status), MM_OK);
+  mm_destroy(mm);
+}
 
+static void test_starved_large_bars_younger(void **state) {
+  (void)state;
+  mm_t *mm = full_manager(STARVES_AT_ONCE);
+  assert_int_equal(mm_release_execution(mm, 1, 64 * KiB), MM_OK);
+  outcome large = {0}, late = {0};
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 128 * KiB,
+                                    MM_WAIT_FOREVER, record, &large, NULL),
+                   MM_EINPROGRESS);
   /* Past the limit the large one is starved: nothing younger goes first,
-   * though 32 KiB are free. */
-  sleep_ms(120);
+   * though 64 KiB are free. */
+  sleep_ms(20);
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 13, 4096,
                                     MM_WAIT_FOREVER, record, &late, NULL),
                    MM_EINPROGRESS);
   assert_int_equal(mm_acquire_execution(mm, 14, 4096, MM_NO_WAIT), MM_ENOMEM);
   sleep_ms(20);
   assert_int_equal(atomic_load(&late.calls), 0);
-  /* ... and when enough is released, the large one is served first. */
+  assert_int_equal(atomic_load(&large.calls), 0);
+  /* ... and when enough is released, both are served. */
   assert_int_equal(mm_release_execution(mm, 1, 100 * KiB), MM_OK);
   EVENTUALLY(atomic_load(&large.calls) == 1 && atomic_load(&late.calls) == 1);
   assert_int_equal(atomic_load(&large.status), MM_OK);
@@ -443,18 +467,27 @@ static void test_destroy_with_waiters(void **state) {
 
 /* A starved execution request bars storage arrivals too: it may borrow
  * storage's free capacity, which they would take. */
-static void test_starved_execution_bars_storage(void **state) {
-  (void)state;
-  mm_t *mm = full_manager(20 * MS);
+static mm_t *big_execution_held(int64_t overtake_ns, outcome *big) {
+  mm_t *mm = full_manager(overtake_ns);
   for (uint64_t p = 1; p <= 16; p++) /* 64 KiB of storage free */
     assert_int_equal(drop_page(mm, p), MM_OK);
-  outcome big = {0};
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 70, 128 * KiB,
-                                    MM_WAIT_FOREVER, record, &big, NULL),
+                                    MM_WAIT_FOREVER, record, big, NULL),
                    MM_EINPROGRESS);
+  return mm;
+}
+
+static void test_starved_execution_bars_storage(void **state) {
+  (void)state;
+  outcome young = {0};
+  mm_t *mm = big_execution_held(NEVER_STARVES, &young);
   /* Young: a storage page may still take storage's free capacity. */
   assert_int_equal(mm_acquire_storage(mm, 1, 4096, MM_NO_WAIT), MM_OK);
-  sleep_ms(40);
+  mm_destroy(mm);
+
+  outcome big = {0};
+  mm = big_execution_held(STARVES_AT_ONCE, &big);
+  sleep_ms(20);
   /* Starved: storage arrivals wait behind it, in either form. */
   assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
   outcome page = {0};
@@ -463,7 +496,7 @@ static void test_starved_execution_bars_storage(void **state) {
                    MM_EINPROGRESS);
   sleep_ms(10);
   assert_int_equal(atomic_load(&page.calls), 0);
-  /* 60 KiB free + 72 KiB released: the big one first, then the page. */
+  /* 64 KiB free + 72 KiB released: the big one first, then the page. */
   assert_int_equal(mm_release_execution(mm, 1, 72 * KiB), MM_OK);
   EVENTUALLY(atomic_load(&big.calls) == 1 && atomic_load(&page.calls) == 1);
   assert_int_equal(atomic_load(&big.status), MM_OK);
@@ -475,7 +508,7 @@ static void test_starved_execution_bars_storage(void **state) {
  * smaller one from evicting the page it needs. */
 static void test_small_waiter_evicts_after_large_fails(void **state) {
   (void)state;
-  mm_t *mm = full_manager(0);
+  mm_t *mm = full_manager(NEVER_STARVES);
   assert_int_equal(mm_unpin_storage(mm, 5), MM_OK); /* 4 KiB evictable */
   outcome big = {0}, small = {0};
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 90, 64 * KiB,
@@ -722,6 +755,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_before_grant),
       cmocka_unit_test(test_cancel_racing_grant),
       cmocka_unit_test(test_small_overtakes_large_within_limit),
+      cmocka_unit_test(test_starved_large_bars_younger),
       cmocka_unit_test(test_arrivals_queue_behind_held),
       cmocka_unit_test(test_storage_release_grants_execution),
       cmocka_unit_test(test_destroy_with_waiters),
