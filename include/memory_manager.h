@@ -554,7 +554,10 @@ typedef struct mm_stats {
   uint64_t granted;                /* acquires granted */
   uint64_t declined;               /* acquires declined with MM_ENOMEM */
   uint64_t held;                   /* acquires that were held (ever) */
-  uint64_t held_now;               /* acquires held at this moment */
+  uint64_t held_now;               /* acquires held at this moment; one
+                                     is counted once queued, so a request
+                                     made after held_now counts it is
+                                     behind it */
   uint64_t timed_out;              /* held acquires that hit the deadline */
   uint64_t cancelled;              /* held acquires cancelled */
   uint64_t evictions;              /* pages evicted */

@@ -469,11 +469,14 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
     (void)got;
     *ticket = w->node.key;
   }
-  mmi_count_add(&mm->counters, MMI_HELD, 1);
-  mmi_count_add(&mm->counters, MMI_HELD_NOW, 1);
   /* seq_cst: counted in before it is queued (see lost wake-ups). */
   mm_faa_seq_cst_u64(&h->count[pool], 1);
   mmi_queue_push(&h->arrivals, entry, w);
+  /* Shown in the statistics once queued, so a caller that sees held_now
+   * rise knows this request is ahead of any it makes next.  (A grant may
+   * count it out first: the gauge reads that moment as zero.) */
+  mmi_count_add(&mm->counters, MMI_HELD, 1);
+  mmi_count_add(&mm->counters, MMI_HELD_NOW, 1);
   mmi_rcu_read_unlock();
   kick(mm);
 
