@@ -444,7 +444,18 @@ static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   (void)mm_release_all_execution(mm, (uint64_t)me + 1 + (1ull << 40));
 }
 
-static void adversarial_work(counts *c, uint64_t *s, uint64_t id) {
+/* A cancel storm's requests still undecided, per thread: a cancel that
+ * answers MM_ENOENT lost to a grant, and only the callback says when that
+ * grant is booked.  The exec id is reclaimed after the last one. */
+static atomic_int storm_undecided[256];
+
+static void storm_done(void *ctx, mm_status st) {
+  atomic_fetch_sub((atomic_int *)ctx, 1);
+  async_done(NULL, st);
+}
+
+static void adversarial_work(counts *c, uint64_t *s, int me) {
+  uint64_t id = (uint64_t)me + 1;
   int64_t t0 = now_ns();
   /* exact limits */
   INVARIANT(mm_acquire_execution(mm, id, 0, MM_NO_WAIT) == MM_EINVAL);
@@ -464,15 +475,23 @@ static void adversarial_work(counts *c, uint64_t *s, uint64_t id) {
   for (int i = 0; i < 8; i++) {
     uint64_t ticket;
     t0 = now_ns();
+    atomic_fetch_add(&storm_undecided[me], 1);
     st = mm_acquire_async(mm, MM_POOL_EXECUTION, id, 256 << 10, MM_WAIT_FOREVER,
-                          async_done, NULL, &ticket);
+                          storm_done, &storm_undecided[me], &ticket);
+    if (st != MM_EINPROGRESS)
+      atomic_fetch_sub(&storm_undecided[me], 1); /* no callback */
     if (st == MM_EINPROGRESS) {
       atomic_fetch_add(&async_started, 1);
       mm_status cs = mm_cancel(mm, ticket);
       record(c, K_CANCEL, cs == MM_OK, t0);
     }
   }
-  /* the exec id vanishes: reclaimed whole */
+  /* the exec id vanishes: reclaimed whole, once the storm is decided */
+  for (int spin = 0; atomic_load(&storm_undecided[me]) != 0; spin++) {
+    INVARIANT(spin < 30000); /* 30 s */
+    struct timespec d = {0, 1000000};
+    nanosleep(&d, NULL);
+  }
   (void)mm_release_all_execution(mm, id);
 }
 
@@ -485,7 +504,7 @@ static void *worker(void *arg) {
   uint64_t exec_id = (uint64_t)me + 1;
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
     if (opt.workload == ADVERSARIAL)
-      adversarial_work(c, &s, exec_id);
+      adversarial_work(c, &s, me);
     else if (storage_role)
       for (int i = 0; i < 64; i++)
         page_access(c, &s, zipf(&s));
