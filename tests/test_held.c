@@ -421,7 +421,7 @@ static void test_storage_release_grants_execution(void **state) {
   mm_t *mm = full_manager(0);
   blocked_call c;
   /* Execution's own pool is full: this needs storage's capacity. */
-  start_blocked(&c, mm, MM_POOL_EXECUTION, 30, 8 * KiB, 5000 * MS);
+  start_blocked(&c, mm, MM_POOL_EXECUTION, 30, 8 * KiB, MM_WAIT_FOREVER);
   EVENTUALLY(mm_test_stats(mm).held_now == 1);
   assert_int_equal(drop_page(mm, 1), MM_OK); /* 4 KiB free: not enough */
   sleep_ms(10);
@@ -645,6 +645,7 @@ typedef struct crowd_cb {
   size_t bytes;
   bool held; /* MM_EINPROGRESS: a callback is due */
   atomic_int calls;
+  atomic_bool finished; /* the callback's last touch of this record */
 } crowd_cb;
 
 static void crowd_record(void *ctx, mm_status st) {
@@ -661,6 +662,7 @@ static void crowd_record(void *ctx, mm_status st) {
     atomic_fetch_add(&failures, 1);
   }
   atomic_fetch_add(&async_ended, 1);
+  atomic_store(&c->finished, true);
 }
 
 static void *crowd_main(void *arg) {
@@ -706,15 +708,23 @@ static void *crowd_main(void *arg) {
       }
     }
   }
-  /* Wait for this thread's callbacks before freeing their contexts. */
+  /* Wait for this thread's callbacks to finish before freeing their
+   * records (one that never finishes is a failure, and its record is
+   * left alone). */
+  bool all_finished = true;
   for (int i = 0; i < ROUNDS; i++) {
     if (!cbs[i].held)
       continue;
     int64_t until = now_ns() + 10000 * MS;
-    while (atomic_load(&cbs[i].calls) == 0 && now_ns() < until)
+    while (!atomic_load(&cbs[i].finished) && now_ns() < until)
       sleep_ms(1);
+    if (!atomic_load(&cbs[i].finished)) {
+      atomic_fetch_add(&failures, 1);
+      all_finished = false;
+    }
   }
-  free(cbs);
+  if (all_finished)
+    free(cbs);
   return NULL;
 }
 
