@@ -251,18 +251,22 @@ static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   INVARIANT(data == NULL || ((unsigned char *)data)[0] == (unsigned char)id);
   size_t loaded = atomic_load(&page_bytes[id]); /* before the id is free */
   INVARIANT(bytes >= loaded);
-  uint32_t ready = PAGE_READY;
-  /* once per page, and never while it is being loaded (it is pinned):
-   * ready (or going: a release met this eviction) -> absent, by exactly
-   * one eviction */
-  if (atomic_compare_exchange_strong(&page_state[id], &ready, PAGE_ABSENT)) {
-    shadow_add(-(long long)loaded);
-  } else {
-    /* a release met this eviction; its releaser took it off the books */
-    INVARIANT(ready == PAGE_GOING || ready == PAGE_LOST);
-    INVARIANT(atomic_compare_exchange_strong(
-        &page_state[id], &ready,
-        ready == PAGE_GOING ? PAGE_GONE : PAGE_ABSENT));
+  /* Once per page, and never while it is being loaded (it is pinned):
+   * ready -> absent, by exactly one eviction; or a release met this
+   * eviction (its releaser took the page off the books) and the two
+   * finish it between them.  The state may move under us, ready to going
+   * or going to lost, so retry with what the CAS saw. */
+  uint32_t seen = atomic_load(&page_state[id]);
+  for (;;) {
+    INVARIANT(seen == PAGE_READY || seen == PAGE_GOING || seen == PAGE_LOST);
+    uint32_t was = seen;
+    if (atomic_compare_exchange_strong(&page_state[id], &seen,
+                                       was == PAGE_GOING ? PAGE_GONE
+                                                         : PAGE_ABSENT)) {
+      if (was == PAGE_READY)
+        shadow_add(-(long long)loaded);
+      break;
+    }
   }
   if (opt.faults)
     callback_faults(id);
