@@ -231,8 +231,16 @@ static void callback_faults(uint64_t id) {
       atomic_store(&page_state[other], PAGE_ABSENT);
       atomic_fetch_add(&fault_releases, 1);
     } else if (st == MM_EBUSY) {
-      shadow_add((long long)loaded); /* still held */
-      atomic_store(&page_state[other], PAGE_READY);
+      /* Still held -- unless it was unpinned and evicted since, and its
+       * callback, finding it GOING, left the books to us. */
+      uint32_t going = PAGE_GOING;
+      if (atomic_compare_exchange_strong(&page_state[other], &going,
+                                         PAGE_READY)) {
+        shadow_add((long long)loaded); /* after: the books run behind */
+      } else {
+        INVARIANT(going == PAGE_GONE);
+        atomic_store(&page_state[other], PAGE_ABSENT);
+      }
     } else {
       uint32_t going = PAGE_GOING;
       if (!atomic_compare_exchange_strong(&page_state[other], &going,
