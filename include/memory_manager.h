@@ -528,8 +528,11 @@ MM_API mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
                                   int64_t timeout_ns, void **out);
 
 /*
- * mm_trim - give the manager's unused backing pages back to the system.
- * @mm may be NULL (nothing happens).  Thread-safe.
+ * mm_trim - free the blocks parked in the per-CPU caches and give the
+ * manager's unused backing pages back to the system.  A cache that
+ * another call is using at that moment is skipped (it never waits), so
+ * with no other call running, mm_stats.cache_parked_bytes reads 0 after
+ * it.  @mm may be NULL (nothing happens).  Thread-safe.
  */
 MM_API void mm_trim(mm_t *mm);
 

@@ -599,17 +599,22 @@ int main(int argc, char **argv) {
   if (tty)
     printf("\n");
 
-  /* Teardown: every page released, every held request ended. */
-  for (uint32_t id = 0; id < npages; id++)
-    if (atomic_load(&page_state[id]) == PAGE_READY &&
-        mm_release_storage(mm, id) == MM_OK)
-      shadow_add(-(long long)atomic_load(&page_bytes[id]));
+  /* Teardown: every held request ended, then every page released.  In
+   * that order: a request still held could be granted by an eviction
+   * (on the service thread, or in a pass our own releases start), and
+   * its callback could pin or release the pages this loop releases.
+   * Once the last callback has run, nothing else touches the manager. */
   for (int spin = 0; atomic_load(&async_ended) != atomic_load(&async_started);
        spin++) {
     INVARIANT(spin < 10000); /* 10 s */
     struct timespec d = {0, 1000000};
     nanosleep(&d, NULL);
   }
+  for (uint32_t id = 0; id < npages; id++)
+    if (atomic_load(&page_state[id]) == PAGE_READY) {
+      INVARIANT(mm_release_storage(mm, id) == MM_OK);
+      shadow_add(-(long long)atomic_load(&page_bytes[id]));
+    }
   for (int i = 0; i < opt.threads; i++)
     (void)mm_release_all_execution(mm, (uint64_t)i + 1 + (1ull << 40));
   mm_trim(mm);
