@@ -490,12 +490,12 @@ static void adversarial_work(counts *c, uint64_t *s, int me) {
     atomic_fetch_add(&storm_undecided[me], 1);
     st = mm_acquire_async(mm, MM_POOL_EXECUTION, id, 256 << 10, MM_WAIT_FOREVER,
                           storm_done, &storm_undecided[me], &ticket);
-    if (st != MM_EINPROGRESS)
-      atomic_fetch_sub(&storm_undecided[me], 1); /* no callback */
     if (st == MM_EINPROGRESS) {
       atomic_fetch_add(&async_started, 1);
       mm_status cs = mm_cancel(mm, ticket);
       record(c, K_CANCEL, cs == MM_OK, t0);
+    } else {
+      atomic_fetch_sub(&storm_undecided[me], 1); /* no callback is due */
     }
   }
   /* the exec id vanishes: reclaimed whole, once the storm is decided */
