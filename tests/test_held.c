@@ -479,8 +479,8 @@ static void test_destroy_with_waiters(void **state) {
   }
 }
 
-/* A starved execution request bars storage arrivals too: it may borrow
- * storage's free capacity, which they would take. */
+/* A full manager with 64 KiB of storage free, and an execution request
+ * for 128 KiB held. */
 static mm_t *big_execution_held(int64_t overtake_ns, outcome *big) {
   mm_t *mm = full_manager(overtake_ns);
   for (uint64_t p = 1; p <= 16; p++) /* 64 KiB of storage free */
@@ -491,6 +491,8 @@ static mm_t *big_execution_held(int64_t overtake_ns, outcome *big) {
   return mm;
 }
 
+/* A starved execution request bars storage arrivals too: it may borrow
+ * storage's free capacity, which they would take. */
 static void test_starved_execution_bars_storage(void **state) {
   (void)state;
   outcome young = {0};
