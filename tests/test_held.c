@@ -333,16 +333,25 @@ static void test_cancel_racing_grant(void **state) {
   printf("cancel-vs-grant: %d granted, %d cancelled\n", granted, cancelled);
 }
 
+/* A full manager with 64 KiB free in @free_in's pool, and an execution
+ * request of exec id 10 for 128 KiB held. */
+static mm_t *large_held(int64_t overtake_ns, mm_pool free_in, outcome *large) {
+  mm_t *mm = full_manager(overtake_ns);
+  if (free_in == MM_POOL_EXECUTION)
+    assert_int_equal(mm_release_execution(mm, 1, 64 * KiB), MM_OK);
+  else
+    for (uint64_t p = 1; p <= 16; p++)
+      assert_int_equal(drop_page(mm, p), MM_OK);
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 128 * KiB,
+                                    MM_WAIT_FOREVER, record, large, NULL),
+                   MM_EINPROGRESS);
+  return mm;
+}
+
 static void test_small_overtakes_large_within_limit(void **state) {
   (void)state;
-  mm_t *mm = full_manager(NEVER_STARVES);
-  /* 64 KiB free, in execution's pool. */
-  assert_int_equal(mm_release_execution(mm, 1, 64 * KiB), MM_OK);
-
   outcome large = {0}, small = {0};
-  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 128 * KiB,
-                                    MM_WAIT_FOREVER, record, &large, NULL),
-                   MM_EINPROGRESS);
+  mm_t *mm = large_held(NEVER_STARVES, MM_POOL_EXECUTION, &large);
   /* A younger, smaller request that fits passes the large one. */
   assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 11, 16 * KiB,
                                     MM_WAIT_FOREVER, record, &small, NULL),
@@ -361,12 +370,8 @@ static void test_small_overtakes_large_within_limit(void **state) {
 
 static void test_starved_large_bars_younger(void **state) {
   (void)state;
-  mm_t *mm = full_manager(STARVES_AT_ONCE);
-  assert_int_equal(mm_release_execution(mm, 1, 64 * KiB), MM_OK);
   outcome large = {0}, late = {0};
-  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 10, 128 * KiB,
-                                    MM_WAIT_FOREVER, record, &large, NULL),
-                   MM_EINPROGRESS);
+  mm_t *mm = large_held(STARVES_AT_ONCE, MM_POOL_EXECUTION, &large);
   /* Past the limit the large one is starved: nothing younger goes first,
    * though 64 KiB are free. */
   sleep_ms(20);
@@ -479,30 +484,18 @@ static void test_destroy_with_waiters(void **state) {
   }
 }
 
-/* A full manager with 64 KiB of storage free, and an execution request
- * for 128 KiB held. */
-static mm_t *big_execution_held(int64_t overtake_ns, outcome *big) {
-  mm_t *mm = full_manager(overtake_ns);
-  for (uint64_t p = 1; p <= 16; p++) /* 64 KiB of storage free */
-    assert_int_equal(drop_page(mm, p), MM_OK);
-  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 70, 128 * KiB,
-                                    MM_WAIT_FOREVER, record, big, NULL),
-                   MM_EINPROGRESS);
-  return mm;
-}
-
 /* A starved execution request bars storage arrivals too: it may borrow
  * storage's free capacity, which they would take. */
 static void test_starved_execution_bars_storage(void **state) {
   (void)state;
   outcome young = {0};
-  mm_t *mm = big_execution_held(NEVER_STARVES, &young);
+  mm_t *mm = large_held(NEVER_STARVES, MM_POOL_STORAGE, &young);
   /* Young: a storage page may still take storage's free capacity. */
   assert_int_equal(mm_acquire_storage(mm, 1, 4096, MM_NO_WAIT), MM_OK);
   mm_destroy(mm);
 
   outcome big = {0};
-  mm = big_execution_held(STARVES_AT_ONCE, &big);
+  mm = large_held(STARVES_AT_ONCE, MM_POOL_STORAGE, &big);
   sleep_ms(20);
   /* Starved: storage arrivals wait behind it, in either form. */
   assert_int_equal(mm_acquire_storage(mm, 2, 4096, MM_NO_WAIT), MM_ENOMEM);
