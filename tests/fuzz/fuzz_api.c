@@ -364,6 +364,28 @@ static bool acceptable(plan p, int64_t timeout, mm_status st) {
   return st == expected(p, timeout);
 }
 
+/* One acquire (or, with @alloc, allocation) in @pool, with the next
+ * block allocation made to fail if @fault.  Eviction callbacks may run
+ * only inside it. */
+static mm_status call_acquire(mm_pool pool, bool alloc, uint64_t id,
+                              size_t bytes, int64_t timeout, bool fault,
+                              void **out) {
+  if (fault)
+    mmi_backing_fail_next(1);
+  in_call = true;
+  mm_status st;
+  if (pool == MM_POOL_EXECUTION)
+    st = alloc ? mm_exec_alloc(mm, id, bytes, timeout, out)
+               : mm_acquire_execution(mm, id, bytes, timeout);
+  else
+    st = alloc ? mm_storage_alloc(mm, id, bytes, timeout, out)
+               : mm_acquire_storage(mm, id, bytes, timeout);
+  in_call = false;
+  if (fault)
+    mmi_backing_fail_next(0);
+  return st;
+}
+
 static void op_acquire_exec(input *in, bool alloc) {
   unsigned id = byte(in) % NIDS;
   size_t bytes = size_arg(in);
@@ -385,14 +407,8 @@ static void op_acquire_exec(input *in, bool alloc) {
   }
   plan p = invalid ? (plan){NO, 0} : plan_for(MM_POOL_EXECUTION, charge);
   void *blk = NULL;
-  if (fault)
-    mmi_backing_fail_next(1);
-  in_call = true;
-  mm_status st = alloc ? mm_exec_alloc(mm, id, bytes, timeout, &blk)
-                       : mm_acquire_execution(mm, id, bytes, timeout);
-  in_call = false;
-  if (fault)
-    mmi_backing_fail_next(0);
+  mm_status st =
+      call_acquire(MM_POOL_EXECUTION, alloc, id, bytes, timeout, fault, &blk);
   const char *what = alloc ? "mm_exec_alloc" : "mm_acquire_execution";
   bool alloc_failed = false;
   if (invalid) {
@@ -502,14 +518,8 @@ static void op_acquire_storage(input *in, bool alloc) {
   plan p =
       invalid || exists ? (plan){NO, 0} : plan_for(MM_POOL_STORAGE, charge);
   void *data = NULL;
-  if (fault)
-    mmi_backing_fail_next(1);
-  in_call = true;
-  mm_status st = alloc ? mm_storage_alloc(mm, id, bytes, timeout, &data)
-                       : mm_acquire_storage(mm, id, bytes, timeout);
-  in_call = false;
-  if (fault)
-    mmi_backing_fail_next(0);
+  mm_status st =
+      call_acquire(MM_POOL_STORAGE, alloc, id, bytes, timeout, fault, &data);
   const char *what = alloc ? "mm_storage_alloc" : "mm_acquire_storage";
   bool alloc_failed = false;
   if (invalid)
