@@ -118,9 +118,14 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * chosen by mm_config.eviction among unpinned pages: MM_EVICT_RANDOM, or
  * MM_EVICT_SAMPLED_LRU (lru_samples random unpinned pages compared, the
  * least recently pinned goes).  Eviction is all or nothing: a request
- * that is declined evicted nothing; a granted one evicted whole pages,
- * only as many as it needed.  Execution never evicts storage below
- * mm_config.storage_protected_bytes.
+ * that is declined evicted nothing (a block that the allocator cannot
+ * make, for mm_exec_alloc or mm_storage_alloc, is made before any victim
+ * goes); a granted one evicted whole pages, only as many as it needed.
+ * Execution never evicts a page that would take the bytes of live pages
+ * (registered and charged; not counting bytes charged for a page that is
+ * not live yet, nor pages another eviction for execution is taking) below
+ * mm_config.storage_protected_bytes.  Storage's own evictions are not
+ * bound by it: they make room for other pages.
  *
  * The callback is the place to write a dirty page back.  It is called
  * exactly once per evicted page, on the thread that makes the room: the
@@ -131,10 +136,12 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * answers MM_ENOENT) and before its bytes are granted to anyone.  A held
  * request is granted before its victims' callbacks run, so it cannot time
  * out or be cancelled once pages were evicted for it.  The page id stays
- * taken until the callback returns: an acquire of the id meanwhile gets
- * MM_EEXIST (it does not wait); afterwards mm_release_storage(@page_id)
- * answers MM_ENOENT and the id may be acquired again.  @data stays valid
- * until the callback returns.
+ * taken until its own callback returns: an acquire of the id meanwhile
+ * gets MM_EEXIST (it does not wait); afterwards, even while the same
+ * eviction's other callbacks run, mm_release_storage(@page_id) answers
+ * MM_ENOENT and the id may be acquired again (its bytes are handed to the
+ * request after the last callback).  @data stays valid until the callback
+ * returns; the block is freed then.
  *
  * The callback may call mm_pin_storage, mm_unpin_storage and
  * mm_release_storage on *other* pages, mm_execution_held, mm_get_stats,
@@ -209,9 +216,11 @@ MM_API mm_status mm_create(const mm_config *cfg, mm_t **out);
  * Every held request is cancelled exactly once: blocking callers return
  * MM_ECANCELED, asynchronous callbacks are called with MM_ECANCELED on the
  * service thread, and mm_destroy returns only after every callback has
- * returned and every blocked caller has left the manager.  Pages and exec
- * ids still charged are dropped without callbacks.  @mm may be NULL
- * (nothing happens).
+ * returned and every blocked caller has left the manager -- a caller
+ * granted just before, and still making its block or page in
+ * mm_exec_alloc or mm_storage_alloc, included.  Pages and exec ids still
+ * charged are dropped without callbacks.  @mm may be NULL (nothing
+ * happens).
  *
  * The caller must make sure no other call on @mm is running or will start,
  * except callers blocked in a held acquire (already counted in
@@ -426,8 +435,9 @@ MM_API mm_status mm_cancel(mm_t *mm, uint64_t ticket);
  * release gets MM_EBUSY).  A release racing with an eviction: if the
  * eviction had claimed the page but not yet committed to it, the release
  * wins; its bytes may then serve that eviction's request, and stay in
- * storage_used_bytes until the evictor finishes (a moment), the id
- * staying taken until then.
+ * storage_used_bytes until the evictor hands them over (after its
+ * callbacks), the id staying taken until the evictor commits to its
+ * victims (a moment, before any callback).
  */
 MM_API mm_status mm_release_storage(mm_t *mm, uint64_t page_id);
 
@@ -469,8 +479,16 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  * The calls above only keep the books.  These hand out memory as well,
  * from the manager's own jemalloc arena (the host's malloc is not
  * involved), charged at the size jemalloc really hands out (its size
- * class), before the block exists, and uncharged after it is freed: the
- * memory the manager holds is never more than what it has charged.
+ * class), before the block exists, and uncharged after it is freed.  The
+ * memory the manager holds is what it has charged, plus:
+ *   - freed blocks parked in per-CPU caches for reuse (mm_config
+ *     .cpu_cache_bytes per CPU at most; parked only while the budget has
+ *     room for every cache to be full, and given back to the arena as
+ *     soon as a request finds the budget full or is held);
+ *   - while an eviction made for a block runs its callbacks, that block:
+ *     it is made before any victim goes (so that an allocator failure
+ *     evicts nothing), and the victims' memory is freed as each callback
+ *     returns.
  */
 
 /*
@@ -485,7 +503,8 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  *                 max_execution_request, @timeout_ns is below -1, or
  *                 called from an eviction callback;
  *   MM_ENOMEM     MM_NO_WAIT and it does not fit, or the allocator failed
- *                 (the charge is rolled back);
+ *                 (the charge is rolled back, nothing was evicted; also
+ *                 for a request held and then granted);
  *   MM_ETIMEDOUT, MM_ECANCELED  as for mm_acquire_execution.
  * Thread-safe.  A block may be freed on another thread.
  */
@@ -521,7 +540,8 @@ MM_API mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr);
  *
  * Returns MM_OK and the block in *@out, or the statuses of
  * mm_acquire_storage (MM_EINVAL also for a NULL @out), or MM_ENOMEM when
- * the allocator failed (the charge is rolled back and the id is free).
+ * the allocator failed (the charge is rolled back, nothing was evicted,
+ * and the id is free).
  * Thread-safe.
  */
 MM_API mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
@@ -558,9 +578,10 @@ typedef struct mm_stats {
   uint64_t declined;               /* acquires declined with MM_ENOMEM */
   uint64_t held;                   /* acquires that were held (ever) */
   uint64_t held_now;               /* acquires held at this moment; one
-                                     is counted once queued, so a request
-                                     made after held_now counts it is
-                                     behind it */
+                                     is counted once queued (and its first
+                                     dispatch pass asked for), so a
+                                     request made after held_now counts
+                                     it is behind it */
   uint64_t timed_out;              /* held acquires that hit the deadline */
   uint64_t cancelled;              /* held acquires cancelled */
   uint64_t evictions;              /* pages evicted */
@@ -568,9 +589,10 @@ typedef struct mm_stats {
   uint64_t storage_pages;          /* storage pages registered now */
   uint64_t execution_ids;          /* exec ids with a record now */
   /* The manager's backing memory (its private jemalloc arena): bytes in
-   * blocks handed out, in pages the arena uses, resident in RAM.  At
-   * every moment backing_allocated_bytes <= execution_used_bytes +
-   * storage_used_bytes + cache_parked_bytes. */
+   * blocks handed out, in pages the arena uses, resident in RAM.
+   * backing_allocated_bytes <= execution_used_bytes + storage_used_bytes
+   * + cache_parked_bytes, but for the blocks of evictions under way (see
+   * "Real memory"). */
   uint64_t backing_allocated_bytes;
   uint64_t backing_active_bytes;
   uint64_t backing_resident_bytes;
@@ -580,18 +602,26 @@ typedef struct mm_stats {
   uint64_t cache_parked_bytes;
   /* Execution bytes charged ahead on CPUs and not used yet (the per-CPU
    * credit).  The picture above is the books', as if it were given back;
-   * it is at most ncpu * 2 * min(total / (16 * ncpu), 256 KiB), and is
-   * given back before any request is declined, evicts or waits. */
+   * it is at most ncpu * 2 * batch (batch = min(total / (16 * ncpu),
+   * 256 KiB)), plus a batch for each thread in the middle of parking one
+   * (a moment), and is given back before any request is declined, evicts
+   * or waits. */
   uint64_t execution_credit_bytes;
+  /* Held acquires granted after waiting (a part of granted; the others
+   * that were held timed out, were cancelled, or were declined because
+   * the allocator failed). */
+  uint64_t held_granted;
 } mm_stats;
 
 /*
  * mm_get_stats - fill *@out with a picture of @mm.
  *
  * If @out is NULL nothing happens; if @mm is NULL *@out is zeroed.
- * Thread-safe; it never blocks an acquire or release (reading the
- * backing arena's statistics takes jemalloc's control mutex, which no
- * acquire or release takes).
+ * Thread-safe.  The books take no lock, but the backing_* fields come
+ * from jemalloc's statistics, and refreshing them takes the arena's
+ * mutexes for a moment: a block freed to the arena (by mm_exec_free, a
+ * release or an eviction) at that moment waits for it.  Do not call it
+ * in a tight loop beside latency-critical frees.
  */
 MM_API void mm_get_stats(const mm_t *mm, mm_stats *out);
 

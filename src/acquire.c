@@ -20,12 +20,10 @@
 
 /* Give back a charge that was never granted: held requests may use it. */
 static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  if (pool == MM_POOL_EXECUTION) {
+  if (pool == MM_POOL_EXECUTION)
     mmi_credit_uncharge(mm, bytes);
-    return;
-  }
-  mmi_pool_uncharge(&mm->pool, pool, bytes);
-  mmi_held_after_release(mm);
+  else
+    mmi_give_back(mm, pool, bytes);
 }
 
 /* The charge for @bytes of @pool, or 0 if no pool could ever grant it. */
@@ -38,30 +36,56 @@ static uint64_t request_bytes(const mm_t *mm, mm_pool pool, size_t bytes) {
   return rounded <= mmi_pool_storage_max(&mm->pool) ? rounded : 0;
 }
 
+/* A request for real memory that must evict gets its block once the
+ * victims are claimed and before any is evicted, so that a failed
+ * allocation backs the eviction out: a declined request evicted nothing. */
+struct block_commit {
+  mm_t *mm;
+  mmi_grant *grant;
+};
+
+static bool commit_block(void *arg) {
+  struct block_commit *bc = arg;
+  bc->grant->block = mmi_block_alloc(bc->mm, bc->grant->block_size);
+  return bc->grant->block != NULL;
+}
+
+enum { CHARGED, NO_ROOM, NO_BLOCK };
+
+/* From free memory; a new page's bytes are unsettled until it is live
+ * (the protected floor must not count them: evict.c). */
+static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  return pool == MM_POOL_STORAGE ? mmi_charge_new_page(mm, bytes)
+                                 : mmi_pool_charge(&mm->pool, pool, bytes);
+}
+
 /* Charge @bytes of @pool now: from free memory, or by evicting unpinned
  * storage pages (all or nothing).  For execution, *@spare is a record the
- * grant's attribution can use, allocated before anything is evicted. */
-static bool charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
-                       struct mmi_exec **spare) {
+ * grant's attribution can use, allocated before anything is evicted; for
+ * real memory (@grant with a block size) a grant by eviction makes the
+ * block first, and NO_BLOCK says the allocator failed (nothing evicted). */
+static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
+                      struct mmi_exec **spare, mmi_grant *grant) {
   if (pool == MM_POOL_EXECUTION && mmi_credit_charge(mm, bytes))
-    return true;
-  if (mmi_pool_charge(&mm->pool, pool, bytes))
-    return true;
+    return CHARGED;
+  if (charge(mm, pool, bytes))
+    return CHARGED;
   /* The exact path: credit parked on CPUs goes back to the pool word
    * before anything is evicted or declined. */
-  if (mmi_credit_reclaim(mm) && mmi_pool_charge(&mm->pool, pool, bytes))
-    return true;
+  if (mmi_credit_reclaim(mm) && charge(mm, pool, bytes))
+    return CHARGED;
   mmi_blocks_reclaim(mm); /* the budget is full: no block parked idle */
   if (mmi_pool_storage_used(&mm->pool) == 0)
-    return false; /* no page to evict */
+    return NO_ROOM; /* no page to evict */
   if (pool == MM_POOL_EXECUTION && !(*spare = mmi_exec_spare_new()))
-    return false;
-  bool freed_more;
+    return NO_ROOM;
+  struct block_commit bc = {mm, grant};
+  bool real = grant && grant->block_size;
   mmi_evict_result r =
-      mmi_evict_charge(mm, pool, bytes, NULL, NULL, &freed_more);
-  if (freed_more)
-    mmi_held_after_release(mm); /* a reservation returned, or an excess */
-  return r == MMI_EVICT_DONE;
+      mmi_evict_charge(mm, pool, bytes, real ? commit_block : NULL, &bc, NULL);
+  return r == MMI_EVICT_DONE         ? CHARGED
+         : r == MMI_EVICT_BACKED_OUT ? NO_BLOCK
+                                     : NO_ROOM;
 }
 
 mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
@@ -72,6 +96,10 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   struct mmi_page *pg = NULL;
   struct mmi_exec *spare = NULL;
 
+  if (grant) {
+    grant->block = NULL;
+    grant->inside = false;
+  }
   mmi_rcu_read_lock();
   if (pool == MM_POOL_STORAGE) {
     /* Reserve the id first: a duplicate is refused before anything is
@@ -92,8 +120,18 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     }
   }
 
-  if (mmi_held_may_take_now(mm, pool, timeout_ns) &&
-      charge_now(mm, pool, bytes, &spare)) {
+  int charged = NO_ROOM;
+  if (mmi_held_may_take_now(mm, pool, timeout_ns)) {
+    charged = charge_now(mm, pool, bytes, &spare, grant);
+    if (pg && charged == CHARGED)
+      pg->unsettled = true; /* settled when it goes live, or abandoned */
+  }
+  if (charged == NO_BLOCK) {
+    st = MM_ENOMEM; /* the allocator failed; nothing was evicted */
+    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    goto out;
+  }
+  if (charged == CHARGED) {
     if (pool == MM_POOL_STORAGE) {
       if (grant)
         grant->page = pg; /* charged; the caller makes it live */
@@ -104,7 +142,9 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare,
                                         grant ? &grant->exec_gen : NULL)) !=
                MM_OK) {
-      uncharge(mm, pool, bytes); /* out of memory for its record */
+      /* Out of memory for its record.  (Not after an eviction: that made
+       * the spare record first, which cannot fail to serve.) */
+      uncharge(mm, pool, bytes);
       mmi_count_add(&mm->counters, MMI_DECLINED, 1);
       goto out;
     }

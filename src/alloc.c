@@ -51,6 +51,15 @@ void mmi_blocks_reclaim(mm_t *mm) {
     mmi_caches_drain(&mm->caches, &mm->backing, false);
 }
 
+/* A grant whose block the allocator could not make is a decline after
+ * all (its charge was rolled back). */
+static void count_undone_grant(mm_t *mm, const mmi_grant *g) {
+  mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
+  if (g->inside)
+    mmi_count_sub(&mm->counters, MMI_HELD_GRANTED, 1);
+  mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+}
+
 mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
                         int64_t timeout_ns, void **out) {
   if (!mm || !out || size == 0 || size > mm->cfg.max_execution_request ||
@@ -59,20 +68,32 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
   uint64_t charged = mmi_backing_size(&mm->backing, size);
   if (!charged || charged > mm->cfg.total_bytes)
     return MM_EINVAL; /* its size class could never be granted */
-  mmi_grant grant = {NULL, 0};
-  mm_status st = mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, charged,
-                                     timeout_ns, NULL, NULL, NULL, &grant);
-  if (st != MM_OK)
-    return st;
-
+  /* The record first: nothing that can fail is left for after a grant
+   * that may have evicted. */
   mmi_alloc *rec = mmi_meta_alloc(sizeof *rec);
-  void *p = rec ? mmi_block_alloc(mm, charged) : NULL;
-  if (!p) { /* every charge rolled back */
-    mmi_meta_free(rec);
-    (void)mmi_exec_release_gen(mm, exec_id, grant.exec_gen, charged);
-    mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
+  if (!rec) {
     mmi_count_add(&mm->counters, MMI_DECLINED, 1);
     return MM_ENOMEM;
+  }
+  mmi_grant grant = {.block_size = charged};
+  mm_status st = mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, charged,
+                                     timeout_ns, NULL, NULL, NULL, &grant);
+  if (st != MM_OK) {
+    mmi_meta_free(rec);
+    goto out;
+  }
+  if (grant.inside)
+    mmi_test_point(mm, MMI_TP_HELD_GRANTED);
+
+  /* A grant that evicted made the block already; else make it now, and if
+   * the allocator fails roll every charge back (nothing was evicted). */
+  void *p = grant.block ? grant.block : mmi_block_alloc(mm, charged);
+  if (!p) {
+    mmi_meta_free(rec);
+    (void)mmi_exec_release_gen(mm, exec_id, grant.exec_gen, charged);
+    count_undone_grant(mm, &grant);
+    st = MM_ENOMEM;
+    goto out;
   }
   rec->node.key = (uint64_t)(uintptr_t)p;
   rec->exec_id = exec_id;
@@ -85,7 +106,10 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
   (void)got;
   mmi_rcu_read_unlock();
   *out = p;
-  return MM_OK;
+out:
+  if (grant.inside)
+    mmi_held_leave(mm); /* the last touch of @mm */
+  return st;
 }
 
 mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
@@ -140,30 +164,34 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
   uint64_t charged = mmi_page_block_size(mm, size);
   if (!charged || charged > mmi_pool_storage_max(&mm->pool))
     return MM_EINVAL;
-  mmi_grant grant = {NULL, 0};
+  mmi_grant grant = {.block_size = charged};
   mm_status st = mmi_request_acquire(mm, MM_POOL_STORAGE, page_id, charged,
                                      timeout_ns, NULL, NULL, NULL, &grant);
   if (st != MM_OK)
-    return st;
+    goto out;
+  if (grant.inside)
+    mmi_test_point(mm, MMI_TP_HELD_GRANTED);
 
-  void *data = mmi_block_alloc(mm, charged);
+  /* As in mm_exec_alloc: the block exists if the grant evicted. */
+  void *data = grant.block ? grant.block : mmi_block_alloc(mm, charged);
   mmi_rcu_read_lock();
   if (data) {
     mmi_page_set_data(grant.page, data, charged);
     mmi_page_activate(mm, grant.page, 1); /* born pinned: the caller's pin */
-  } else {                                /* every charge rolled back */
-    mmi_page_abandon(mm, grant.page);
-    mmi_pool_uncharge_storage(&mm->pool, charged);
-    mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+  } else { /* every charge rolled back; nothing was evicted */
+    mmi_give_back(mm, MM_POOL_STORAGE, charged);
+    mmi_page_abandon(mm, grant.page); /* the id is free after the bytes */
+    count_undone_grant(mm, &grant);
   }
   mmi_rcu_read_unlock();
-  if (!data) {
-    mmi_held_after_release(mm);
-    return MM_ENOMEM;
-  }
-  *out = data;
-  return MM_OK;
+  if (data)
+    *out = data;
+  else
+    st = MM_ENOMEM;
+out:
+  if (grant.inside)
+    mmi_held_leave(mm); /* the last touch of @mm */
+  return st;
 }
 
 void mm_trim(mm_t *mm) {

@@ -67,35 +67,30 @@ static mmi_credit_cpu *my_credit(mmi_credit *c) {
 /* Are requests held?  Then every byte goes through the pool word, where
  * they can see it. */
 static bool anyone_held(mm_t *mm) {
-  /* seq_cst, as in mmi_held_after_release: pairs with a waiter's count. */
+  /* seq_cst: a waiter counts itself in (seq_cst) before it queues; from
+   * then on charges leave it first pick and releases go where it sees
+   * them.  (Its wake-ups do not rest on this: mmi_held_news.) */
   return mm_load_seq_cst_u64(&mm->held.count[MM_POOL_EXECUTION]) +
              mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) !=
          0;
 }
 
-/* Park @bytes, already charged to the pool word, in @cc.  seq_cst, then
- * the held count again: a Dekker pair with a waiter, which counts itself
- * in and then reclaims every credit (seq_cst exchange) in its pass.
- * Either it takes these bytes, or we see it and hand them over ourselves.
- * Above two batches, the excess goes back to the pool word, so the credit
- * stays within its bound however many threads refill one CPU's. */
+/* Park @bytes, already charged to the pool word, in @cc.  Above two
+ * batches, the excess goes back to the pool word, so the credit stays
+ * within its bound however many threads refill one CPU's (threads in the
+ * middle of a park can pass it for a moment: one park each).  Parked
+ * credit is news for held requests: a pass reclaims it (mmi_held_news
+ * orders the park before its read of the held counts). */
 static void park(mm_t *mm, mmi_credit_cpu *cc, uint64_t bytes) {
   mmi_credit *c = &mm->credit;
-  uint64_t v = mm_faa_seq_cst_u64(&cc->bytes, bytes) + bytes;
-  if (anyone_held(mm)) {
-    (void)mmi_credit_reclaim(mm);
-    mmi_held_after_release(mm);
-    return;
-  }
-  if (v <= 2 * c->batch)
-    return;
+  uint64_t v = mm_faa_relaxed_u64(&cc->bytes, bytes) + bytes;
   while (v > 2 * c->batch) {
     if (mm_cas_acq_rel_u64(&cc->bytes, &v, c->batch)) {
-      mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, v - c->batch);
-      break;
+      mmi_give_back(mm, MM_POOL_EXECUTION, v - c->batch);
+      return;
     }
   }
-  mmi_held_after_release(mm);
+  mmi_held_news(mm);
 }
 
 bool mmi_credit_charge(mm_t *mm, uint64_t bytes) {
@@ -123,8 +118,7 @@ void mmi_credit_uncharge(mm_t *mm, uint64_t bytes) {
     park(mm, my_credit(c), bytes);
     return;
   }
-  mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, bytes);
-  mmi_held_after_release(mm);
+  mmi_give_back(mm, MM_POOL_EXECUTION, bytes);
 }
 
 bool mmi_credit_reclaim(mm_t *mm) {
@@ -132,10 +126,14 @@ bool mmi_credit_reclaim(mm_t *mm) {
   uint64_t back = 0;
   for (unsigned i = 0; i < c->ncpu; i++)
     if (mm_load_seq_cst_u64(&c->cpu[i].bytes))
-      back += mm_fas_seq_cst_u64(&c->cpu[i].bytes, 0); /* see uncharge */
-  if (back)
-    mmi_pool_uncharge(&mm->pool, MM_POOL_EXECUTION, back);
-  return back != 0;
+      back += mm_fas_seq_cst_u64(&c->cpu[i].bytes, 0);
+  if (!back)
+    return false;
+  mmi_test_point(mm, MMI_TP_CREDIT_TAKEN);
+  /* Taken from the CPUs and not yet on the pool word: a pass running now
+   * sees neither.  The give-back is news, so a pass after it will. */
+  mmi_give_back(mm, MM_POOL_EXECUTION, back);
+  return true;
 }
 
 uint64_t mmi_credit_parked(const mm_t *mm) {

@@ -47,21 +47,33 @@
  *   3. if it cannot: unclaims them (state back to 0, or released if a
  *      release won the page meanwhile) and returns the reservation --
  *      nothing was evicted;
- *   4. else, for each claimed page: leave the victim set, commit to it
- *      (EVICTING -> EVICTING|NOTIFIED, unless a release won it) and call
- *      on_evict (the page can no longer be pinned; its bytes are still
- *      charged to storage, granted to no one), then retire and unlink the
- *      record (the id is free again only now);
- *   5. hands the evicted bytes to the request in one CAS on the pool word
+ *   4. asks @commit whether the request still wants them (a held request
+ *      commits its grant; a request for real memory makes its block, so
+ *      that an allocator failure backs out with nothing evicted);
+ *   5. commits to every claimed page (EVICTING -> EVICTING|NOTIFIED; a
+ *      page a release won is finished at once, without a callback) and
+ *      takes it out of the victim set;
+ *   6. for each page: calls on_evict (the page can no longer be pinned;
+ *      its bytes are still charged to storage, granted to no one), frees
+ *      its block, retires and unlinks the record: its id is free again as
+ *      soon as its own callback has returned;
+ *   7. hands the evicted bytes to the request in one CAS on the pool word
  *      (storage use drops by what was evicted, the request's pool gains
  *      what it still needed): nobody else can take them in between.
  *
- * The protected floor: an eviction for execution may not take storage in
- * use below storage_protected_bytes.  Before claiming a page it reserves
- * the page's bytes in `exec_evicting` (a versioned counter, so no ABA)
- * only if storage in use minus everything execution is already evicting
- * minus this page stays at or above the floor; after its hand-over
- * (which lowers storage use first) it returns the reservation.
+ * Everything it gives back on the way is news for held requests, told
+ * once when it ends (the frame below, and mmi_held_news).
+ *
+ * The protected floor: an eviction for execution may not take the bytes
+ * of live pages below storage_protected_bytes.  Before claiming a page it
+ * reserves the page's bytes in `exec_evicting` (a versioned counter, so
+ * no ABA) only if the live pages' bytes minus everything execution is
+ * already evicting minus this page stay at or above the floor; after its
+ * hand-over (which lowers storage use first) it returns the reservation.
+ * Live pages' bytes are storage in use minus `unsettled`: what is charged
+ * to storage without being a live page's (a new page before it is live,
+ * with its eviction's reservation; a storage eviction's victims from
+ * their commit to the hand-over).
  */
 #include "mm_internal.h"
 
@@ -76,28 +88,48 @@
 #define EVICTING_VERSION  ((uint64_t)1 << 32)
 #define EVICTING_PAGES(v) ((v) & (EVICTING_VERSION - 1))
 
-/* The eviction callbacks running on this thread, innermost first (a
- * callback may call into another manager, which may evict too). */
+/* The evictions running on this thread, innermost first (a callback may
+ * call into another manager, which may evict too).  News that an
+ * eviction raises -- claims and reservations it gives back, releases and
+ * unpins its callbacks make -- is noted in its frame and told once, when
+ * it ends (mmi_evict_charge): never inside it, where a pass could not
+ * evict or would only re-enter the eviction under way. */
 struct mmi_evict_frame {
-  mm_t *mm;
+  const mm_t *mm;
   struct mmi_evict_frame *outer;
-  bool missed_kick;
+  bool in_callback; /* its on_evict is running: acquires are refused */
+  bool news;        /* mmi_held_news was called meanwhile */
+  bool gained;      /* ... that is more room than before: from inside a
+                       callback, or a release that won a claimed page */
 };
-static _Thread_local struct mmi_evict_frame *in_callback_of;
+static _Thread_local struct mmi_evict_frame *evicting;
 
 static struct mmi_evict_frame *frame_of(const mm_t *mm) {
-  for (struct mmi_evict_frame *f = in_callback_of; f; f = f->outer)
+  for (struct mmi_evict_frame *f = evicting; f; f = f->outer)
     if (f->mm == mm)
       return f;
   return NULL;
 }
 
-bool mmi_in_evict_callback(const mm_t *mm) { return frame_of(mm) != NULL; }
+bool mmi_in_evict_callback(const mm_t *mm) {
+  struct mmi_evict_frame *f = frame_of(mm);
+  return f && f->in_callback;
+}
 
-void mmi_evict_note_missed_kick(const mm_t *mm) {
+bool mmi_evict_defer_news(const mm_t *mm) {
+  struct mmi_evict_frame *f = frame_of(mm);
+  if (!f)
+    return false;
+  f->news = true;
+  if (f->in_callback)
+    f->gained = true;
+  return true;
+}
+
+void mmi_evict_note_gain(const mm_t *mm) {
   struct mmi_evict_frame *f = frame_of(mm);
   if (f)
-    f->missed_kick = true;
+    f->news = f->gained = true;
 }
 
 /* ---- randomness -------------------------------------------------------- */
@@ -134,6 +166,7 @@ mm_status mmi_victims_init(mm_t *mm) {
   v->samples = mm->cfg.lru_samples;
   v->protected_bytes = mm->cfg.storage_protected_bytes;
   mm_store_relaxed_u64(&v->exec_evicting, 0);
+  mm_store_relaxed_u64(&v->unsettled, 0);
   mm_store_relaxed_u64(&v->clock, 0);
   for (int s = 0; s < MMI_STRIPES; s++)
     mm_store_relaxed_u64(&v->rng[s].state,
@@ -169,6 +202,29 @@ void mmi_victims_touch(mm_t *mm, mmi_page *pg) {
                          mm_load_relaxed_u64(&mm->victims.clock));
 }
 
+static void unsettled_add(mm_t *mm, uint64_t bytes) {
+  /* Relaxed: the charge that follows (a full-barrier CAS) publishes it to
+   * live_bytes, which reads storage in use with acquire first. */
+  mm_faa_relaxed_u64(&mm->victims.unsettled, bytes);
+}
+
+void mmi_unsettled_sub(mm_t *mm, uint64_t bytes) {
+  /* Late is safe for the floor: until it lands, the floor counts less
+   * than is live.  But a waiter refused meanwhile must hear of it: the
+   * floor may let execution evict more now. */
+  mm_faa_relaxed_u64(&mm->victims.unsettled, (uint64_t)0 - bytes);
+  mmi_held_news(mm);
+}
+
+bool mmi_charge_new_page(mm_t *mm, uint64_t bytes) {
+  unsettled_add(mm, bytes);
+  if (mmi_pool_charge(&mm->pool, MM_POOL_STORAGE, bytes))
+    return true;
+  mmi_test_point(mm, MMI_TP_CHARGE_FAILED);
+  mmi_unsettled_sub(mm, bytes);
+  return false;
+}
+
 /* ---- claiming ---------------------------------------------------------- */
 
 /* The page in slot @i if it is live and unpinned now, else NULL. */
@@ -180,15 +236,25 @@ static mmi_page *probe(mmi_victims *v, uint32_t i) {
   return pg;
 }
 
+/* Bytes of live pages, or fewer: storage in use minus what is charged
+ * without being a live page's yet (a new page before its activation, an
+ * eviction's reservation for it).  Storage in use is read first, with
+ * acquire, so every unsettled byte it counts is counted here too. */
+static uint64_t live_bytes(mm_t *mm) {
+  uint64_t in_use = mmi_pool_storage_used_acquire(&mm->pool);
+  uint64_t unsettled = mm_load_relaxed_u64(&mm->victims.unsettled);
+  return in_use > unsettled ? in_use - unsettled : 0;
+}
+
 /* Reserve @bytes against the protected floor; false if they would take
- * storage in use below it. */
+ * the bytes of live pages below it. */
 static bool floor_reserve(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
   uint64_t page = mm->cfg.page_size, pages = bytes / page;
   uint64_t ev = mm_load_acquire_u64(&v->exec_evicting);
   for (;;) {
-    uint64_t in_use = mmi_pool_storage_used(&mm->pool);
-    if (in_use < (EVICTING_PAGES(ev) + pages) * page + v->protected_bytes)
+    uint64_t live = live_bytes(mm);
+    if (live < (EVICTING_PAGES(ev) + pages) * page + v->protected_bytes)
       return false;
     /* Commit point of the reservation: no other eviction for execution
      * changed the counter since we read it (the version says so). */
@@ -204,10 +270,13 @@ static bool floor_allows(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
   uint64_t in_flight = EVICTING_PAGES(mm_load_acquire_u64(&v->exec_evicting)) *
                        mm->cfg.page_size;
-  return mmi_pool_storage_used(&mm->pool) >=
-         in_flight + bytes + v->protected_bytes;
+  return live_bytes(mm) >= in_flight + bytes + v->protected_bytes;
 }
 
+/* Give back a floor reservation: news, since another eviction for
+ * execution refused by the floor may go ahead now.  (After a claim that
+ * did not happen, plainly; after a hand-over too: storage in use dropped
+ * first, and until this lands the evicted pages count twice.) */
 static void floor_release(mm_t *mm, uint64_t bytes) {
   mmi_victims *v = &mm->victims;
   uint64_t pages = bytes / mm->cfg.page_size;
@@ -215,6 +284,7 @@ static void floor_release(mm_t *mm, uint64_t bytes) {
   while (!mm_cas_acq_rel_u64(&v->exec_evicting, &ev,
                              ev + EVICTING_VERSION - pages))
     ;
+  mmi_held_news(mm);
 }
 
 /* Claim @pg for eviction: one CAS from "live, unpinned" to EVICTING.  For
@@ -230,11 +300,10 @@ static bool claim(mm_t *mm, mmi_page *pg, bool for_exec) {
   return false;
 }
 
-/* Give @pg back; *@released is set if a release had won the page, and
- * the release was finished instead (see mmi_page_unclaim). */
-static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec, bool *released) {
-  if (mmi_page_unclaim(mm, pg))
-    *released = true;
+/* Give @pg back: evictable again, or released if a release won it; both
+ * are news (mmi_page_unclaim and floor_release tell held requests). */
+static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec) {
+  mmi_page_unclaim(mm, pg);
   if (for_exec && mm->victims.protected_bytes)
     floor_release(mm, pg->bytes);
 }
@@ -292,11 +361,10 @@ static mmi_page *claim_victim(mm_t *mm, bool for_exec, uint64_t still) {
 /* ---- eviction ---------------------------------------------------------- */
 
 /* Give back every claimed page on @list. */
-static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec,
-                        bool *released) {
+static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec) {
   for (mmi_page *pg = list, *next; pg; pg = next) {
     next = pg->claimed; /* once unclaimed, another eviction may link it */
-    unclaim(mm, pg, for_exec, released);
+    unclaim(mm, pg, for_exec);
   }
 }
 
@@ -305,7 +373,7 @@ static void unclaim_all(mm_t *mm, mmi_page *list, bool for_exec,
  * larger one is given back, so the claim exceeds @need by less than one
  * page. */
 static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
-                         mmi_page **list, uint64_t *claimed, bool *released) {
+                         mmi_page **list, uint64_t *claimed) {
   /* Hopeless before any claim?  Then claim nothing: a claim that has to
    * be undone makes its page answer pins with MM_ENOENT for a moment. */
   if (!maybe_evictable(mm, need) ||
@@ -323,10 +391,11 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
       pg->claimed = *list;
       *list = pg;
       *claimed += pg->bytes;
+      mmi_test_point(mm, MMI_TP_EVICT_CLAIMED);
     }
     if (*claimed >= need)
       break;
-    unclaim_all(mm, *list, for_exec, released);
+    unclaim_all(mm, *list, for_exec);
     if (*claimed == 0)
       return false; /* nothing to be had: no race lost */
     *list = NULL;
@@ -340,7 +409,7 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
     if (*claimed - pg->bytes >= need) {
       *at = pg->claimed;
       *claimed -= pg->bytes;
-      unclaim(mm, pg, for_exec, released);
+      unclaim(mm, pg, for_exec);
     } else {
       at = &pg->claimed;
     }
@@ -350,83 +419,108 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
 
 static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                      bool (*commit)(void *arg), void *arg,
-                                     bool *freed_more, bool *released) {
-  *freed_more = false;
-  uint64_t reserved = mmi_pool_charge_upto(&mm->pool, pool, bytes);
-  uint64_t need = bytes - reserved, claimed = 0;
+                                     struct mmi_evict_frame *frame,
+                                     bool *excess) {
   bool for_exec = pool == MM_POOL_EXECUTION;
+  /* A storage request's reservation is charged for a page not live yet:
+   * unsettled from before the charge (the excess taken back after). */
+  if (!for_exec)
+    unsettled_add(mm, bytes);
+  uint64_t reserved = mmi_pool_charge_upto(&mm->pool, pool, bytes);
+  if (!for_exec && bytes > reserved)
+    mmi_unsettled_sub(mm, bytes - reserved);
+  mmi_test_point(mm, MMI_TP_EVICT_RESERVED);
+  uint64_t need = bytes - reserved, claimed = 0;
   mmi_page *list = NULL;
-  if (need && !claim_enough(mm, need, for_exec, &list, &claimed, released)) {
-    if (reserved)
-      mmi_pool_uncharge(&mm->pool, pool, reserved);
-    *freed_more = reserved != 0;
-    return MMI_EVICT_NO_ROOM;
-  }
+  mmi_evict_result backed = MMI_EVICT_NO_ROOM;
+  if (need && !claim_enough(mm, need, for_exec, &list, &claimed))
+    goto back_out;
   /* Enough is claimed, nothing is evicted yet: the request's last chance
-   * to back out (a held request whose deadline or cancel won). */
+   * to back out (a held request whose deadline or cancel won, a block the
+   * allocator could not make). */
   if (commit && !commit(arg)) {
-    unclaim_all(mm, list, for_exec, released);
-    if (reserved)
-      mmi_pool_uncharge(&mm->pool, pool, reserved);
-    *freed_more = reserved != 0;
-    return MMI_EVICT_BACKED_OUT;
+    unclaim_all(mm, list, for_exec);
+    backed = MMI_EVICT_BACKED_OUT;
+    goto back_out;
   }
+  /* Storage evicting for storage: its victims stop being live pages from
+   * their commit, and the bytes handed over are the new page's, unsettled
+   * until it is live.  (Execution's victims are counted in exec_evicting.) */
+  if (!for_exec)
+    unsettled_add(mm, claimed + need);
 
-  struct mmi_evict_frame frame = {mm, in_callback_of, false};
+  /* Commit to every victim: from here a release is too late (MM_ENOENT),
+   * and the callback is the owner's notice.  A release that came first
+   * won its page: no callback, and it is done with at once; the bytes
+   * serve this request all the same. */
   uint64_t evicted = 0;
-  for (mmi_page *pg = list; pg; pg = pg->claimed) {
+  for (mmi_page **at = &list; *at;) {
+    mmi_page *pg = *at;
     mmi_victims_remove(mm, pg);
-    /* Commit to the page: from here a release is too late (MM_ENOENT).  A
-     * release that came first won it: no callback, the bytes serve this
-     * request all the same. */
     uint64_t s = PAGE_EVICTING;
-    if (!mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING | PAGE_NOTIFIED)) {
-      assert(s == (PAGE_EVICTING | PAGE_RELEASED)); /* (a strong CAS) */
+    if (mm_cas_acq_rel_u64(&pg->state, &s, PAGE_EVICTING | PAGE_NOTIFIED)) {
+      at = &pg->claimed;
       continue;
     }
-    if (mm->cfg.on_evict) {
-      in_callback_of = &frame; /* acquires on @mm are refused meanwhile */
-      mm->cfg.on_evict(mm->cfg.evict_ctx, pg->node.key, pg->data,
-                       (size_t)pg->bytes);
-      in_callback_of = frame.outer;
-    }
-  }
-  for (mmi_page *pg = list, *next; pg; pg = next) {
-    next = pg->claimed;
-    mmi_page_free_data(mm, pg); /* the callback has returned */
-    if (!(mm_load_relaxed_u64(&pg->state) & PAGE_RELEASED)) {
-      evicted++;
-      mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
-      mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
-    }
+    assert(s == (PAGE_EVICTING | PAGE_RELEASED)); /* (a strong CAS) */
+    *at = pg->claimed;
+    mmi_page_free_data(mm, pg);
     mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
     /* release: whoever finds the record retired finds it complete */
     mm_store_release_u64(&pg->state, PAGE_RETIRED);
-    mmi_page_unlink(mm, pg); /* the id is free again; freed through RCU */
+    mmi_page_unlink(mm, pg); /* its release answered MM_OK: the id is free */
+  }
+  /* Each victim's callback, then its end: its memory freed and its id
+   * free again as soon as its own callback has returned. */
+  for (mmi_page *pg = list, *next; pg; pg = next) {
+    next = pg->claimed; /* read before the record can be reclaimed */
+    if (mm->cfg.on_evict) {
+      frame->in_callback = true; /* acquires on @mm are refused meanwhile */
+      mm->cfg.on_evict(mm->cfg.evict_ctx, pg->node.key, pg->data,
+                       (size_t)pg->bytes);
+      frame->in_callback = false;
+    }
+    mmi_page_free_data(mm, pg);
+    evicted++;
+    mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
+    mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
+    mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+    mm_store_release_u64(&pg->state, PAGE_RETIRED);
+    mmi_page_unlink(mm, pg); /* freed through RCU: we are in a read section */
   }
   /* The hand-over: evicted bytes to the request, the excess to free. */
   if (claimed)
-    mmi_pool_move_from_storage(&mm->pool, pool, claimed, need);
+    mmi_hand_over(mm, pool, claimed, need);
+  if (!for_exec)
+    mmi_unsettled_sub(mm, claimed); /* the victims left storage in use */
   if (for_exec && mm->victims.protected_bytes && claimed)
     floor_release(mm, claimed);
   mm_faa_relaxed_u64(&mm->victims.clock, evicted);
-  /* Whole pages freed more than was taken, or a callback released or
-   * unpinned pages while no pass could evict for held requests. */
-  *freed_more = claimed > need || frame.missed_kick;
+  *excess = claimed > need;
   return MMI_EVICT_DONE;
+
+back_out:
+  if (reserved)
+    mmi_give_back(mm, pool, reserved);
+  if (!for_exec && reserved)
+    mmi_unsettled_sub(mm, reserved);
+  return backed;
 }
 
 mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                   bool (*commit)(void *arg), void *arg,
-                                  bool *freed_more) {
+                                  bool *gained) {
   assert(!mmi_in_evict_callback(mm));
-  bool released = false;
+  struct mmi_evict_frame frame = {mm, evicting, false, false, false};
+  bool excess = false;
+  evicting = &frame;
   mmi_evict_result r =
-      evict_charge(mm, pool, bytes, commit, arg, freed_more, &released);
-  /* A release won a page whose claim we undid, and was finished here: news for
-   * held requests, like any release (if a pass holds the baton, this only makes
-   * it run again). */
-  if (released)
-    mmi_held_after_release(mm);
+      evict_charge(mm, pool, bytes, commit, arg, &frame, &excess);
+  evicting = frame.outer;
+  /* The news this eviction raised, told once and outside it. */
+  if (frame.news)
+    mmi_held_news(mm);
+  if (gained)
+    *gained = excess || frame.gained;
   return r;
 }

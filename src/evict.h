@@ -23,6 +23,10 @@ typedef struct mmi_victims {
   /* Pages that evictions for execution have claimed and not yet handed
    * over, with a version in the top bits (no ABA): the protected floor. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 exec_evicting;
+  /* Storage bytes charged (or about to be) that are no live page's yet:
+   * new pages between their charge and their activation, with their
+   * evictions' reservations.  The floor does not count them. */
+  _Alignas(MM_CACHE_LINE) mm_atomic_u64 unsettled;
   /* The LRU clock: pages evicted so far.  Written by evictions only. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 clock;
   /* Random streams, one per counter stripe (so per thread, mostly). */
@@ -44,6 +48,21 @@ void mmi_victims_remove(mm_t *mm, mmi_page *pg);
 /* A pin: the page was used now (sampled LRU). */
 void mmi_victims_touch(mm_t *mm, mmi_page *pg);
 
+/* Unsettled storage (see mmi_victims.unsettled).  Bytes are added before
+ * they are charged (or before the pages holding them stop being live) and
+ * subtracted once they are a live page's again or no longer charged, so
+ * storage in use minus unsettled never counts a byte that is not a live
+ * page's.  A subtraction is news for held requests (the floor may let
+ * more go), and a page going live subtracts its bytes: a new page is
+ * news. */
+void mmi_unsettled_sub(mm_t *mm, uint64_t bytes);
+
+/* Charge @bytes of storage for a new page from free memory; true if
+ * charged.  The bytes are then unsettled until the page settles them
+ * (mmi_page_activate, mmi_page_abandon: set its `unsettled`).  A storage
+ * eviction (mmi_evict_charge) leaves its @bytes unsettled the same way. */
+bool mmi_charge_new_page(mm_t *mm, uint64_t bytes);
+
 typedef enum {
   MMI_EVICT_DONE,       /* @bytes are charged to @pool */
   MMI_EVICT_NO_ROOM,    /* unpinned pages cannot make the room */
@@ -54,23 +73,33 @@ typedef enum {
  * Make @bytes of @pool charged, evicting unpinned storage pages if what is
  * free is not enough: all or nothing.  Once enough victims are claimed
  * and before anything is evicted, @commit (if not NULL) is asked whether
- * the request still wants them; if it says no, everything is given back.
- * On MMI_EVICT_DONE each evicted page's callback has returned.  On the
- * other answers nothing was evicted and nothing is charged.  *@freed_more
- * says whether memory that held requests could use may be free now (an
- * excess of whole pages, a reservation given back, a release made by a
- * callback): the caller tells them.  In a read section; never from inside
- * an eviction callback of @mm.
+ * the request still wants them (a held request that has not ended; a
+ * block that the allocator could make); if it says no, everything is
+ * given back.  On MMI_EVICT_DONE each evicted page's callback has
+ * returned.  On the other answers nothing was evicted and nothing is
+ * charged.  Everything it gives back, and an excess of whole pages, goes
+ * through mmi_held_news.  *@gained (if not NULL) says whether the room
+ * now free is more than before: an excess of whole pages, or a release or
+ * unpin made by a callback (a dispatch pass notes it for itself).  In a
+ * read section; never from inside an eviction callback of @mm.
  */
 mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                   bool (*commit)(void *arg), void *arg,
-                                  bool *freed_more);
+                                  bool *gained);
 
 /* Is the calling thread inside an eviction callback of @mm? */
 bool mmi_in_evict_callback(const mm_t *mm);
 
-/* A dispatch pass ran inside an eviction callback of @mm, where it may not
- * evict: have the eviction tell held requests once its callbacks return. */
-void mmi_evict_note_missed_kick(const mm_t *mm);
+/* News that a dispatch pass must not take for its own doing: a kick made
+ * inside an eviction callback of @mm (where a pass may not evict), or a
+ * release that won a page the eviction had claimed, finished by the
+ * eviction.  It is told when the eviction ends, and a pass that runs the
+ * eviction passes again (*gained). */
+void mmi_evict_note_gain(const mm_t *mm);
+
+/* Is the calling thread inside an eviction of @mm (its callbacks
+ * included)?  Then news for held requests is noted, and told when the
+ * eviction ends: true.  For mmi_held_news only. */
+bool mmi_evict_defer_news(const mm_t *mm);
 
 #endif /* MM_EVICT_H */

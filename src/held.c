@@ -58,16 +58,17 @@
  * Why no wake-up is lost
  *
  * A waiter that fits must be granted promptly.  Every event that can make
- * a waiter fit -- a release, an uncharge after a lost CAS, a waiter ending
- * (which may lift a starvation bar), a waiter arriving -- is followed by a
- * kick, and a kick is followed by a complete pass that starts after the
- * event (the baton rule above).  A release skips the kick only when it
- * reads "no held requests" after its uncharge; a waiter counts itself in
- * before it is queued and kicks after, so (sequential consistency again)
- * either the release sees the waiter or the waiter's own pass sees the
- * released memory.  (Execution bytes parked in per-CPU credit instead of
- * uncharged keep the same promise: credit.c, and the pass reclaims all
- * credit before it lets a waiter wait on.)
+ * a waiter fit is followed by a complete pass that starts after it.
+ * Waiters arriving and ending kick directly.  Every event that returns
+ * capacity or makes a page evictable goes through one door,
+ * mmi_held_news (below), which the primitives making such events call
+ * themselves -- the pool word's uncharges are not even visible outside
+ * this file (mmi_give_back, mmi_hand_over) -- so no call site can forget
+ * it.  The door skips the kick when it reads "no held requests"; a
+ * seq_cst fence on each side (F_event in the door, F_pass at the start of
+ * every pass) makes that safe: either the pass that follows a waiter's
+ * arrival sees the event, or the door sees the waiter and kicks.
+ * (docs/DESIGN.md 3.7 has the list of events and the proof.)
  *
  * Threads
  *
@@ -77,9 +78,13 @@
  * Asynchronous callbacks run on one service thread per manager, one at a
  * time, in the order their outcomes were handed over; it also wakes at
  * the earliest asynchronous deadline, so deadlines hold even if nothing is
- * ever released again.  A waiter is freed through RCU once its owner, the
- * queue and the ticket table have all let go of it (a reference count).
+ * ever released again (and, if another thread holds the baton then, it
+ * sleeps until that thread puts it down and passes).  A waiter is freed
+ * through RCU once its owner, the queue and the ticket table have all let
+ * go of it (a reference count).
  */
+/* The door is the one caller of the pool's uncharges. */
+#define MMI_POOL_GIVE_BACK
 #include "held.h"
 
 #include <assert.h>
@@ -90,7 +95,7 @@
 #include "atomics/mm_futex.h"
 #include "mm_internal.h"
 
-enum { W_WAITING, W_GRANTED, W_TIMED_OUT, W_CANCELLED };
+enum { W_WAITING, W_GRANTED, W_TIMED_OUT, W_CANCELLED, W_FAILED };
 #define OUTCOME_PENDING UINT32_MAX
 
 struct mmi_waiter {
@@ -162,11 +167,13 @@ static void finish_granted(mm_t *mm, mmi_waiter *w) {
   mmi_rcu_read_unlock();
   mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
   mmi_count_add(&mm->counters, MMI_GRANTED, 1);
+  mmi_count_add(&mm->counters, MMI_HELD_GRANTED, 1);
   mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
   deliver(mm, w, MM_OK);
 }
 
-/* The winner of WAITING -> TIMED_OUT or CANCELLED: nothing was charged. */
+/* The winner of WAITING -> TIMED_OUT, CANCELLED or FAILED (the allocator
+ * failed for a grant by eviction): nothing was charged. */
 static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st) {
   if (w->page) {
     mmi_rcu_read_lock();
@@ -175,7 +182,10 @@ static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st) {
   }
   mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
   mmi_count_add(&mm->counters,
-                st == MM_ETIMEDOUT ? MMI_TIMED_OUT : MMI_CANCELLED, 1);
+                st == MM_ETIMEDOUT   ? MMI_TIMED_OUT
+                : st == MM_ECANCELED ? MMI_CANCELLED
+                                     : MMI_DECLINED,
+                1);
   mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
   deliver(mm, w, st);
 }
@@ -192,13 +202,50 @@ static bool try_end(mm_t *mm, mmi_waiter *w, uint32_t to, mm_status st) {
 
 /* ---- dispatch --------------------------------------------------------- */
 
+/* The passes running on this thread, innermost first (a pass's eviction
+ * callbacks may call into another manager, which may pass too). */
+struct pass_frame {
+  const mm_t *mm;
+  struct pass_frame *outer;
+};
+static _Thread_local struct pass_frame *passing;
+
+static bool in_pass_of(const mm_t *mm) {
+  for (struct pass_frame *f = passing; f; f = f->outer)
+    if (f->mm == mm)
+      return true;
+  return false;
+}
+
 /* The grant of a held request that an eviction makes room for: committed
- * after the victims are claimed, before any is evicted. */
+ * after the victims are claimed, before any is evicted.  A request for
+ * real memory gets its block here, first: if the allocator fails, the
+ * request ends with MM_ENOMEM and the eviction backs out, having evicted
+ * nothing. */
+struct grant_commit {
+  mm_t *mm;
+  mmi_waiter *w;
+};
+
 static bool commit_grant(void *arg) {
-  mmi_waiter *w = arg;
+  struct grant_commit *gc = arg;
+  mmi_waiter *w = gc->w;
+  void *block = NULL;
+  if (w->grant && w->grant->block_size &&
+      !(block = mmi_block_alloc(gc->mm, w->grant->block_size))) {
+    (void)try_end(gc->mm, w, W_FAILED, MM_ENOMEM);
+    return false;
+  }
   uint32_t expect = W_WAITING;
   /* Commit point of a grant by eviction (see dispatch_pass). */
-  return mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED);
+  if (!mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
+    if (block)
+      mmi_block_free(gc->mm, block, w->grant->block_size);
+    return false;
+  }
+  if (block)
+    w->grant->block = block; /* the caller's; deliver's release publishes */
+  return true;
 }
 
 /* Try to grant @w by evicting unpinned pages; the eviction callbacks run
@@ -210,19 +257,58 @@ static mmi_evict_result pass_evict(mm_t *mm, mmi_waiter *w,
   if (w->bytes >= no_room_from[w->pool] || mmi_in_evict_callback(mm) ||
       mmi_pool_storage_used(&mm->pool) == 0)
     return MMI_EVICT_NO_ROOM;
-  bool freed_more;
+  bool gained;
+  struct grant_commit gc = {mm, w};
   mmi_rcu_read_lock();
   mmi_evict_result r =
-      mmi_evict_charge(mm, w->pool, w->bytes, commit_grant, w, &freed_more);
+      mmi_evict_charge(mm, w->pool, w->bytes, commit_grant, &gc, &gained);
   mmi_rcu_read_unlock();
   if (r == MMI_EVICT_NO_ROOM)
     no_room_from[w->pool] = w->bytes;
-  /* An excess of whole pages, or a release by a callback: an older waiter
-   * passed over may fit now.  (A reservation given back is no news here:
-   * it only held memory that the waiters before this one could not use,
-   * and no other pass runs meanwhile.) */
-  if (r == MMI_EVICT_DONE && freed_more)
+  /* Whole pages freed more than this request needed, or a callback
+   * released or unpinned pages: an older waiter passed over may fit now.
+   * (What an eviction gives back -- its claims, its reservation -- only
+   * restores what the waiters before this one saw: no news for this pass,
+   * and mmi_held_news does not make it pass again.) */
+  if (gained)
     mm_faa_seq_cst_u64(&mm->held.pending, 1);
+  return r;
+}
+
+enum { TRY_GRANTED, TRY_ENDED, TRY_NO_FIT };
+
+/* Grant @w now if it fits: from free memory, or by eviction.  Baton
+ * held.  Returns TRY_GRANTED (booked and delivered), TRY_ENDED (a deadline,
+ * a cancel or the allocator ended it meanwhile) or TRY_NO_FIT. */
+static int try_grant(mm_t *mm, mmi_waiter *w, uint64_t no_room_from[2]) {
+  int r;
+  /* (A storage waiter's charge is unsettled until its page is live: the
+   * protected floor must not count it; evict.c.) */
+  if (w->pool == MM_POOL_STORAGE
+          ? mmi_charge_new_page(mm, w->bytes)
+          : mmi_pool_charge(&mm->pool, w->pool, w->bytes)) {
+    uint32_t expect = W_WAITING;
+    /* Commit point of a grant: the charge is this waiter's iff this CAS
+     * wins; a deadline or cancel that won first gets nothing. */
+    if (mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
+      r = TRY_GRANTED;
+    } else {
+      mmi_give_back(mm, w->pool, w->bytes); /* its ender kicks */
+      if (w->pool == MM_POOL_STORAGE)
+        mmi_unsettled_sub(mm, w->bytes); /* after the charge went back */
+      r = TRY_ENDED;
+    }
+  } else {
+    mmi_evict_result e = pass_evict(mm, w, no_room_from);
+    r = e == MMI_EVICT_DONE         ? TRY_GRANTED
+        : e == MMI_EVICT_BACKED_OUT ? TRY_ENDED
+                                    : TRY_NO_FIT;
+  }
+  if (r == TRY_GRANTED) {
+    if (w->page)
+      w->page->unsettled = true; /* settled when the page goes live */
+    finish_granted(mm, w);
+  }
   return r;
 }
 
@@ -230,6 +316,11 @@ static mmi_evict_result pass_evict(mm_t *mm, mmi_waiter *w,
 static void dispatch_pass(mm_t *mm) {
   mmi_held *h = &mm->held;
   void *item;
+
+  /* F_pass: every read this pass makes comes after it.  With F_event in
+   * mmi_held_news: either this pass sees an event, or the event's thread
+   * sees the waiters counted in before this pass (DESIGN.md 3.7). */
+  mm_fence_seq_cst();
 
   mmi_rcu_read_lock();
   while (mmi_queue_pop(&h->arrivals, &item)) {
@@ -244,9 +335,13 @@ static void dispatch_pass(mm_t *mm) {
   mmi_rcu_read_unlock();
 
   /* Execution credit parked on CPUs is charged but used by nobody: give
-   * it back first, so that the waiters see all the memory there is. */
-  if (h->head)
+   * it back first, so that the waiters see all the memory there is.
+   * Blocks parked in per-CPU caches go back to the arena too: memory is
+   * short while anyone waits. */
+  if (h->head) {
     (void)mmi_credit_reclaim(mm);
+    mmi_blocks_reclaim(mm);
+  }
 
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
   /* After an eviction fails for a request, none is tried for requests as
@@ -258,30 +353,13 @@ static void dispatch_pass(mm_t *mm) {
   while (w) {
     mmi_waiter *next = w->next;
     bool done = true;
-    mmi_evict_result evicted;
     if (mm_load_acquire_u32(&w->state) != W_WAITING) {
       /* ended by its own deadline or a cancel: only unlink it */
     } else if (w->cb && w->deadline_ns <= now) {
       (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
     } else if (blocked[w->pool]) {
       done = false;
-    } else if (mmi_pool_charge(&mm->pool, w->pool, w->bytes)) {
-      uint32_t expect = W_WAITING;
-      /* Commit point of a grant: the charge is this waiter's iff this CAS
-       * wins; a deadline or cancel that won first gets nothing. */
-      if (mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
-        finish_granted(mm, w);
-      } else {
-        mmi_pool_uncharge(&mm->pool, w->pool, w->bytes);
-        mm_faa_seq_cst_u64(&h->pending, 1); /* freed again: pass again */
-      }
-    } else if ((evicted = pass_evict(mm, w, no_room_from)) !=
-               MMI_EVICT_NO_ROOM) {
-      /* Granted by eviction (the CAS was made in commit_grant), or it
-       * ended meanwhile and the eviction backed out. */
-      if (evicted == MMI_EVICT_DONE)
-        finish_granted(mm, w);
-    } else {
+    } else if (try_grant(mm, w, no_room_from) == TRY_NO_FIT) {
       /* Does not fit.  Once starved, nothing younger that competes for
        * its bytes goes first: its pool, and the other pool too when it may
        * borrow from it (execution always; storage with
@@ -333,7 +411,7 @@ static void dispatch_pass(mm_t *mm) {
 static void kick(mm_t *mm) {
   mmi_held *h = &mm->held;
   if (mmi_in_evict_callback(mm)) /* its pass may not evict: kick later */
-    mmi_evict_note_missed_kick(mm);
+    mmi_evict_note_gain(mm);
   mm_faa_seq_cst_u64(&h->pending, 1);
   for (;;) {
     uint32_t down = 0;
@@ -342,8 +420,17 @@ static void kick(mm_t *mm) {
         !mm_cas_acquire_u32(&h->baton, &down, 1))
       return; /* the holder will see our pending++ when it re-reads */
     uint64_t seen = mm_load_seq_cst_u64(&h->pending);
+    struct pass_frame frame = {mm, passing};
+    passing = &frame;
     dispatch_pass(mm);
+    passing = frame.outer;
+    mm_store_release_u64(&h->passed, seen); /* for mmi_test_quiet */
     mm_store_seq_cst_u32(&h->baton, 0);
+    /* seq_cst, after the baton is down: a Dekker pair with the service
+     * thread, which sets service_waits and then reads the baton.  Either
+     * it sees the baton down, or we see it waiting and wake it. */
+    if (mm_load_seq_cst_u32(&h->service_waits))
+      service_poke(h);
     if (mm_load_seq_cst_u64(&h->pending) == seen)
       return;
   }
@@ -366,13 +453,58 @@ bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns) {
   return !mm_load_acquire_u32(&h->blocked[pool]);
 }
 
-void mmi_held_after_release(mm_t *mm) {
+uint64_t mmi_test_quiet(struct mm *mm) {
   mmi_held *h = &mm->held;
-  /* seq_cst, after the uncharge: see the note on lost wake-ups. */
-  if (mm_load_seq_cst_u64(&h->count[MM_POOL_EXECUTION]) +
-          mm_load_seq_cst_u64(&h->count[MM_POOL_STORAGE]) !=
+  uint64_t news = mm_load_seq_cst_u64(&h->pending);
+  if (mm_load_seq_cst_u32(&h->baton) != 0 ||
+      mm_load_acquire_u64(&h->passed) != news)
+    return UINT64_MAX;
+  return news;
+}
+
+/* ---- the one door for news -------------------------------------------- */
+
+void mmi_held_news(mm_t *mm) {
+  /* Inside an eviction, the news waits for its end (evict.c), which calls
+   * this again: once per eviction, and never from inside its work. */
+  if (mmi_evict_defer_news(mm))
+    return;
+  /* Inside this manager's own pass, the news is the pass's own doing: what
+   * it gives back -- a claim, a reservation, a charge whose grant lost to
+   * a deadline -- only restores what the waiters it already passed over
+   * saw, and what it gains (an excess of whole pages; news from inside its
+   * evictions' callbacks; a release that won a page it had claimed) it
+   * notes itself (pass_evict, mmi_evict_note_gain).  Kicking would only
+   * make it pass again, forever if one waiter kept failing. */
+  if (in_pass_of(mm))
+    return;
+  /* F_event: the event's writes (any orders) come before it, the read of
+   * the held counts after.  Either a pass whose F_pass follows this fence
+   * sees the event, or the counts read here see every waiter counted in
+   * before such a pass began, and we kick (DESIGN.md 3.7). */
+  mm_fence_seq_cst();
+  mmi_held *h = &mm->held;
+  if (mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) +
+          mm_load_relaxed_u64(&h->count[MM_POOL_STORAGE]) !=
       0)
     kick(mm);
+}
+
+void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes) {
+  mmi_pool_uncharge(&mm->pool, pool, bytes);
+  mmi_held_news(mm);
+}
+
+void mmi_hand_over(mm_t *mm, mm_pool pool, uint64_t out, uint64_t in) {
+  mmi_pool_move_from_storage(&mm->pool, pool, out, in);
+  if (out > in)
+    mmi_held_news(mm); /* whole pages: the excess is free now */
+}
+
+void mmi_held_leave(mm_t *mm) {
+  /* The caller's last touch of the manager: mm_destroy may free it after
+   * this (seq_cst: see mmi_held_hold). */
+  mm_faa_seq_cst_u64(&mm->held.inside, (uint64_t)-1);
 }
 
 /* ---- holding ----------------------------------------------------------- */
@@ -472,18 +604,25 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   /* seq_cst: counted in before it is queued (see lost wake-ups). */
   mm_faa_seq_cst_u64(&h->count[pool], 1);
   mmi_queue_push(&h->arrivals, entry, w);
-  /* Shown in the statistics once queued, so a caller that sees held_now
-   * rise knows this request is ahead of any it makes next.  (A grant may
+  mmi_rcu_read_unlock();
+  kick(mm);
+  /* Shown in the statistics once queued and kicked: a caller that sees
+   * held_now rise knows this request is ahead of any it makes next, and
+   * that a pass for it has run or is owed (mmi_test_quiet).  (A grant may
    * count it out first: the gauge reads that moment as zero.) */
   mmi_count_add(&mm->counters, MMI_HELD, 1);
   mmi_count_add(&mm->counters, MMI_HELD_NOW, 1);
-  mmi_rcu_read_unlock();
-  kick(mm);
 
   mm_status st = MM_EINPROGRESS;
   if (!cb) {
     st = wait_outcome(mm, w);
     waiter_put(w); /* the owner's reference */
+  }
+  if (grant) {
+    /* Still inside: the caller makes its block or page after the grant,
+     * and leaves (mmi_held_leave) only when done with the manager. */
+    grant->inside = true;
+    return st;
   }
   /* The last touch of the manager: mm_destroy may free it after this. */
   mm_faa_seq_cst_u64(&h->inside, (uint64_t)-1);
@@ -536,8 +675,16 @@ static void *service_main(void *arg) {
     if (deadline <= mm_now_ns()) {
       kick(mm); /* the pass ends the asynchronous waiters that are due */
       if ((int64_t)mm_load_seq_cst_u64(&h->next_deadline) <= mm_now_ns()) {
-        /* another thread holds the baton and will pass; do not spin */
-        sched_yield();
+        /* Another thread holds the baton (perhaps across an eviction
+         * callback's long write-back); the pass our kick asked of it ends
+         * the due waiters.  Sleep until it puts the baton down.  seq_cst:
+         * a Dekker pair with kick's baton release and its read of
+         * service_waits; a wake before the sleep bumps service_seq, which
+         * the futex compares with seq. */
+        mm_store_seq_cst_u32(&h->service_waits, 1);
+        if (mm_load_seq_cst_u32(&h->baton) != 0)
+          mm_futex_wait(&h->service_seq, seq, MM_FOREVER_NS);
+        mm_store_relaxed_u32(&h->service_waits, 0);
       }
       continue;
     }
@@ -556,6 +703,8 @@ mm_status mmi_held_init(mm_t *mm) {
   }
   mm_store_relaxed_u32(&h->baton, 0);
   mm_store_relaxed_u64(&h->pending, 0);
+  mm_store_relaxed_u64(&h->passed, 0);
+  mm_store_relaxed_u32(&h->service_waits, 0);
   h->head = h->tail = NULL;
   mmi_stack_init(&h->done);
   mm_store_relaxed_u32(&h->service_seq, 0);

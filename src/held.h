@@ -31,6 +31,9 @@ typedef struct mmi_held {
   /* The dispatch baton and the work notes left for its holder. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 baton;
   mm_atomic_u64 pending;
+  mm_atomic_u64 passed;        /* pending as the last complete pass saw it */
+  mm_atomic_u32 service_waits; /* the service thread sleeps until the
+                                  baton is put down */
 
   /* Arrivals, in order; drained into the baton holder's private list. */
   _Alignas(MM_CACHE_LINE) mmi_queue arrivals;
@@ -59,14 +62,39 @@ void mmi_held_shutdown(mm_t *mm);
  * it queue behind held ones? */
 bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns);
 
-/* Memory was returned to the pools: give held requests their chance. */
-void mmi_held_after_release(mm_t *mm);
+/*
+ * The one door for news that can make a held request fit.  Every event
+ * that returns capacity to the pools or makes a page evictable again
+ * passes through it: the pool word's uncharges and hand-overs
+ * (mmi_give_back, mmi_hand_over), an unpin that drops the last pin, an
+ * eviction's claim given back (mmi_page_unclaim), a protected-floor
+ * reservation given back, a drop of unsettled storage (which a page going
+ * live makes), credit parked on a CPU.  Call it after the event's own
+ * writes; it makes sure a dispatch pass that starts after them runs if
+ * any request is held (docs/DESIGN.md 3.7 has the rule and its proof).
+ */
+void mmi_held_news(mm_t *mm);
+
+/* Return @bytes that an earlier charge of @pool took, and tell held
+ * requests: the only way bytes are uncharged from the pool word. */
+void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes);
+
+/* Evicted pages change hands: storage use drops by @out and @pool gains
+ * @in (<= @out), in one CAS; the excess, if any, is news. */
+void mmi_hand_over(mm_t *mm, mm_pool pool, uint64_t out, uint64_t in);
+
+/* A blocking alloc call that was held is counted inside the manager until
+ * its block or page is made: it calls this as its last touch of @mm, so
+ * that mm_destroy cannot free the manager under it. */
+void mmi_held_leave(mm_t *mm);
 
 /*
  * Hold a request that did not fit.  For storage, @page is its reserved
  * (pending) record, already published; with @grant (blocking callers
  * only) the grant leaves it pending (charged) for the caller to make live,
- * and an execution grant records the incarnation it charged.
+ * an execution grant records the incarnation it charged, a grant by
+ * eviction makes the block first (grant->block_size), and the caller
+ * stays counted inside until mmi_held_leave (grant->inside).
  * Asynchronous (@cb set): returns MM_EINPROGRESS and sets *@ticket, or
  * MM_ENOMEM.  Blocking: returns the outcome after waiting.  Called in a read
  * section for an asynchronous request; outside one for a blocking request (it

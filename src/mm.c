@@ -14,6 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+_Atomic(mmi_tp_fn) mmi_tp_hook;
+
+void mmi_test_set_hook(mmi_tp_fn fn) {
+  atomic_store_explicit(&mmi_tp_hook, fn, memory_order_relaxed);
+}
+
 const char *mm_strerror(mm_status st) {
   switch (st) {
   case MM_OK:
@@ -232,4 +238,5 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->cache_parked_bytes = mmi_caches_parked(&mm->caches);
   out->execution_credit_bytes = credit;
   out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
+  out->held_granted = mmi_count_sum(cs, MMI_HELD_GRANTED);
 }

@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "registry.h"
 #include "stats.h"
+#include "testpoint.h"
 
 /* 2^62: large enough for any machine, small enough that no sum of two
  * charges overflows 64 bits. */
@@ -59,11 +60,18 @@ struct mmi_page;
 typedef struct mmi_grant {
   struct mmi_page *page; /* storage: charged, still pending, the caller's */
   uint64_t exec_gen;     /* execution: the exec id's incarnation charged */
+  uint64_t block_size;   /* the block the grant is for */
+  void *block;           /* made by a grant that evicted, before any victim
+                            went (so a failed allocation evicted nothing);
+                            NULL: the caller makes it */
+  bool inside;           /* it was held: call mmi_held_leave when done */
 } mmi_grant;
 /* Grant, decline or hold @bytes (already validated) of @pool for @id.
  * With @grant (no @cb): a granted storage page is left pending but charged
  * in @grant->page, for the caller to give memory and make live; an
- * execution grant says which incarnation of the id it was charged to. */
+ * execution grant says which incarnation of the id it was charged to.  A
+ * grant that must evict makes the block of @grant->block_size first and
+ * answers MM_ENOMEM, having evicted nothing, if the allocator fails. */
 mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                               uint64_t bytes, int64_t timeout_ns,
                               mm_grant_fn cb, void *ctx, uint64_t *ticket,
@@ -102,17 +110,19 @@ void mmi_page_free_unpublished(struct mmi_page *pg);
 mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg);
 /* A reserved page whose bytes are now charged becomes live with @pins pins
  * (0, or 1: born pinned) and joins the victim set; or it is abandoned
- * (unlinked, freed through RCU).  In a read section. */
+ * (unlinked, freed through RCU).  Either settles its unsettled bytes
+ * (mmi_charge_new_page), after any charge it had went back.  In a read
+ * section. */
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins);
 /* Give a pending page its memory (before mmi_page_activate). */
 void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size);
 /* Give a retired or abandoned page's memory back (before its charge). */
 void mmi_page_free_data(mm_t *mm, struct mmi_page *pg);
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg);
-/* Undo an eviction's claim of @pg.  If a release won the claimed page,
- * the release is finished here instead; returns true then (the caller
- * tells held requests, outside its eviction).  In a read section. */
-bool mmi_page_unclaim(mm_t *mm, struct mmi_page *pg);
+/* Undo an eviction's claim of @pg: it is evictable again, or, if a
+ * release won the claimed page, the release is finished here.  Either is
+ * news for held requests (mmi_held_news).  In a read section. */
+void mmi_page_unclaim(mm_t *mm, struct mmi_page *pg);
 /* Unlink a retired record; the one caller whose unlink succeeds retires
  * it through RCU.  In a read section. */
 void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);

@@ -31,6 +31,8 @@ typedef struct mmi_page {
   mm_atomic_u64 state;      /* every decision about the page: one CAS */
   mm_atomic_u64 last_use;   /* LRU clock at its last pin (sampled LRU) */
   uint32_t slot;            /* its place in the victim set, while live */
+  bool unsettled;           /* its bytes count as unsettled until it is
+                               live (its owner's: see mmi_unsettled_add) */
   struct mmi_page *claimed; /* the evictor's list of claimed pages */
 } mmi_page;
 

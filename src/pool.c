@@ -42,6 +42,7 @@
  * re-check against a true snapshot; a request is declined only when a
  * value the word really held did not have room for it.
  */
+#define MMI_POOL_GIVE_BACK
 #include "pool.h"
 
 #include <assert.h>
@@ -137,6 +138,11 @@ uint64_t mmi_pool_used_guess(const mmi_pool *p) {
 
 uint64_t mmi_pool_storage_used(const mmi_pool *p) {
   return mm_dword_load_half_relaxed(&p->used, HALF_STORAGE);
+}
+
+uint64_t mmi_pool_storage_used_acquire(const mmi_pool *p) {
+  /* acquire: pairs with the charge CAS (a full barrier) */
+  return mm_dword_load_half_acquire(&p->used, HALF_STORAGE);
 }
 
 void mmi_pool_uncharge(mmi_pool *p, int half, uint64_t bytes) {

@@ -14,6 +14,7 @@ typedef enum mmi_counter {
   MMI_DECLINED,
   MMI_HELD,
   MMI_HELD_NOW,
+  MMI_HELD_GRANTED,
   MMI_TIMED_OUT,
   MMI_CANCELLED,
   MMI_EVICTIONS,

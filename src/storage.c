@@ -99,6 +99,7 @@ struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
   mm_store_relaxed_u64(&pg->state, PAGE_PENDING);
   mm_store_relaxed_u64(&pg->last_use, 0);
   pg->slot = 0;
+  pg->unsettled = false;
   pg->claimed = NULL;
   return pg;
 }
@@ -118,6 +119,17 @@ mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg) {
   return MM_OK;
 }
 
+/* A page's bytes stop being unsettled: it is live, or its charge is
+ * gone (subtracted after either, so the floor never counts too much).
+ * News: a page that goes live unpinned is evictable, and live bytes count
+ * toward the floor (mmi_unsettled_sub). */
+static void page_settle(mm_t *mm, mmi_page *pg) {
+  if (pg->unsettled) {
+    pg->unsettled = false;
+    mmi_unsettled_sub(mm, pg->bytes);
+  }
+}
+
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins) {
   mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1); /* before it can go */
   if (pins)
@@ -127,6 +139,9 @@ void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins) {
    * too).  Only the request that reserved a pending page writes its
    * state. */
   mm_store_release_u64(&pg->state, pins);
+  assert(pg->unsettled); /* every page is charged through mmi_charge_new_page
+                            or a storage eviction */
+  page_settle(mm, pg);
 }
 
 void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size) {
@@ -142,6 +157,7 @@ void mmi_page_free_data(mm_t *mm, struct mmi_page *pg) {
 }
 
 void mmi_page_abandon(mm_t *mm, struct mmi_page *pg) {
+  page_settle(mm, pg); /* its charge, if it had one, went back before */
   mm_store_release_u64(&pg->state, PAGE_RETIRED);
   mmi_page_unlink(mm, pg);
 }
@@ -207,26 +223,34 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
 }
 
 /* The rest of a release, after @pg's state was made RETIRED (no pin can
- * succeed now and no other release can win it).  In a read section. */
+ * succeed now and no other release can win it): its bytes go back, and
+ * held requests hear of it (mmi_give_back).  In a read section. */
 static void page_retire(mm_t *mm, mmi_page *pg) {
   mmi_victims_remove(mm, pg); /* before the charge is returned */
   mmi_page_free_data(mm, pg); /* memory first, then the charge */
-  mmi_pool_uncharge_storage(&mm->pool, pg->bytes);
   mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
   mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
+  mmi_give_back(mm, MM_POOL_STORAGE, pg->bytes);
 }
 
-bool mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
+void mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
   uint64_t s = PAGE_EVICTING;
-  /* release: the page is whole again for whoever pins it next */
-  if (mm_cas_acq_rel_u64(&pg->state, &s, 0))
-    return false;
+  /* Evictable again: news for held requests, which may have found the
+   * page claimed and been held (the eviction that claimed it never
+   * happened).  release: the page is whole again for whoever pins it. */
+  if (mm_cas_acq_rel_u64(&pg->state, &s, 0)) {
+    mmi_held_news(mm);
+    return;
+  }
   /* Only a release changes a claimed page's state before the eviction
-   * commits: it is EVICTING | RELEASED, and the release is done here. */
+   * commits: it is EVICTING | RELEASED, and the release is done here.  Its
+   * bytes are a gain, not something the eviction gives back: the owner
+   * released them (a dispatch pass running this eviction must pass
+   * again). */
   assert(s == (PAGE_EVICTING | PAGE_RELEASED));
   mm_store_release_u64(&pg->state, PAGE_RETIRED);
+  mmi_evict_note_gain(mm);
   page_retire(mm, pg);
-  return true;
 }
 
 mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
@@ -236,12 +260,9 @@ mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, release_rule, &pg, &before);
-  bool retired = st == MM_OK && !(before & PAGE_EVICTING);
-  if (retired)
+  if (st == MM_OK && !(before & PAGE_EVICTING))
     page_retire(mm, pg); /* else the evictor that claimed it finishes */
   mmi_rcu_read_unlock();
-  if (retired)
-    mmi_held_after_release(mm);
   return st;
 }
 
@@ -277,7 +298,7 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   }
   mmi_rcu_read_unlock();
   if (evictable)
-    mmi_held_after_release(mm); /* a held request may evict it now */
+    mmi_held_news(mm); /* a held request may evict it now */
   return st;
 }
 

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -30,6 +31,41 @@ static atomic_int mm_test_failures __attribute__((unused));
       atomic_fetch_add(&mm_test_failures, 1);                                  \
     }                                                                          \
   } while (0)
+
+/* ---- time, for tests that wait ------------------------------------------
+ *
+ * Tests wait for the event they mean, bounded by seconds of real time,
+ * never for "long enough". */
+#define MS ((int64_t)1000000)
+
+static inline int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+/* Poll @cond for up to 5 s (generous: the machine is shared). */
+#define EVENTUALLY(cond)                                                       \
+  do {                                                                         \
+    int64_t until_ = now_ns() + 5000 * MS;                                     \
+    while (!(cond) && now_ns() < until_)                                       \
+      sleep_ms(1);                                                             \
+    assert_true(cond);                                                         \
+  } while (0)
+
+/*
+ * Overtake limits for tests that must not depend on how fast this machine
+ * happens to be: NEVER_STARVES keeps a held request young for the whole
+ * test, STARVES_AT_ONCE makes it starved after any sleep.  (The default,
+ * 10 ms, can pass while a loaded machine runs a sanitizer build.)
+ */
+#define NEVER_STARVES   (3600 * 1000 * MS)
+#define STARVES_AT_ONCE (1 * MS)
 
 /* The pool rules every picture of the manager must obey, whatever
  * happened before: the pools sum to the budget, use fits in each pool and

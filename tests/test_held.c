@@ -13,37 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MS ((int64_t)1000000)
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  nanosleep(&ts, NULL);
-}
-
-/* Poll @cond for up to 5 s (generous: the machine is shared). */
-#define EVENTUALLY(cond)                                                       \
-  do {                                                                         \
-    int64_t until_ = now_ns() + 5000 * MS;                                     \
-    while (!(cond) && now_ns() < until_)                                       \
-      sleep_ms(1);                                                             \
-    assert_true(cond);                                                         \
-  } while (0)
-
-/*
- * Overtake limits for tests that must not depend on how fast this machine
- * happens to be: NEVER_STARVES keeps a held request young for the whole
- * test, STARVES_AT_ONCE makes it starved after any sleep.  (The default,
- * 10 ms, can pass while a loaded machine runs a sanitizer build.)
- */
-#define NEVER_STARVES   (3600 * 1000 * MS)
-#define STARVES_AT_ONCE (1 * MS)
-
 /* A manager whose whole budget is used: 1 MiB, execution 512 KiB used by
  * exec id 1, storage 512 KiB used by pages 1..128, pinned (nothing can be
  * evicted: only releases make room). */

@@ -4,6 +4,7 @@
  */
 #include "mm_test.h"
 
+#define MMI_POOL_GIVE_BACK /* the pool alone, uncharges included */
 #include "pool.h"
 
 /* Check the derived picture: pools sum to the budget, use fits. */

@@ -128,6 +128,20 @@ static inline bool mm_cas_acquire_u32(mm_atomic_u32 *p, uint32_t *expected,
       p, expected, desired, memory_order_acquire, memory_order_relaxed);
 }
 
+/* ---- fences ------------------------------------------------------------ */
+
+/* A sequentially consistent fence.  The wake-up handshake of held.c is
+ * two of them: one after an event that can make a held request fit
+ * (whatever orders its own writes had), one at the start of every
+ * dispatch pass.  C11 7.17.3: of two seq_cst fences one precedes the
+ * other in the total order S, and the side of the later one sees what the
+ * side of the earlier one wrote before it; held.c's argument covers both
+ * orders -- without relying on any one CPU's locked instructions being
+ * full barriers. */
+static inline void mm_fence_seq_cst(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
 /* ---- pointers ---------------------------------------------------------- */
 
 typedef _Atomic(void *) mm_atomic_ptr;
@@ -189,6 +203,10 @@ static inline uint64_t mm_dword_load_half_relaxed(const mm_dword *p, int half) {
   return __atomic_load_n(&p->half[half], __ATOMIC_RELAXED);
 }
 
+static inline uint64_t mm_dword_load_half_acquire(const mm_dword *p, int half) {
+  return __atomic_load_n(&p->half[half], __ATOMIC_ACQUIRE);
+}
+
 /* Each half read atomically, the pair possibly torn (see above). */
 static inline mm_dword mm_dword_load_torn_relaxed(const mm_dword *p) {
   uint64_t lo = __atomic_load_n(&p->half[0], __ATOMIC_RELAXED);
@@ -197,8 +215,12 @@ static inline mm_dword mm_dword_load_torn_relaxed(const mm_dword *p) {
 }
 
 /*
- * One 16-byte CAS, a full barrier (lock cmpxchg16b).  On failure
- * *expected receives the current value, which is then a true snapshot.
+ * One 16-byte CAS.  On failure *expected receives the current value,
+ * which is then a true snapshot.  GCC's __sync builtins are full
+ * barriers (sequentially consistent, so at least acq_rel); they are used
+ * because they inline cmpxchg16b where __atomic on 16 bytes calls
+ * libatomic.  Nothing relies on the barrier being stronger than acq_rel:
+ * the handshakes that need more use mm_fence_seq_cst.
  */
 static inline bool mm_dword_cas_acq_rel(mm_dword *p, mm_dword *expected,
                                         mm_dword desired) {

@@ -207,15 +207,16 @@ static plan plan_for(mm_pool pool, uint64_t bytes) {
 }
 
 /* Check the call's evictions against its plan; take them off the books. */
-static void settle_evictions(mm_pool pool, plan p, bool granted,
-                             bool alloc_failed) {
+static void settle_evictions(mm_pool pool, plan p, bool granted) {
   uint64_t sum = 0, smallest = UINT64_MAX;
   for (unsigned i = 0; i < ev.n; i++) {
     sum += ev.bytes[i];
     if (ev.bytes[i] < smallest)
       smallest = ev.bytes[i];
   }
-  if (!granted && !alloc_failed)
+  /* Also when the allocator failed: the block is made before any victim
+   * goes. */
+  if (!granted)
     EXPECT(ev.n == 0, "a declined request evicted %u pages", ev.n);
   if (p.v == FITS)
     EXPECT(ev.n == 0, "a request that fitted evicted %u pages", ev.n);
@@ -410,16 +411,15 @@ static void op_acquire_exec(input *in, bool alloc) {
   mm_status st =
       call_acquire(MM_POOL_EXECUTION, alloc, id, bytes, timeout, fault, &blk);
   const char *what = alloc ? "mm_exec_alloc" : "mm_acquire_execution";
-  bool alloc_failed = false;
   if (invalid) {
     EXPECT_ST(st, MM_EINVAL, what);
   } else if (fault && st == MM_ENOMEM && acceptable(p, timeout, MM_OK)) {
-    alloc_failed = true; /* charged, then the allocator failed: undone */
+    /* the allocator failed: declined, nothing charged or evicted */
   } else {
     EXPECT(acceptable(p, timeout, st), "%s(%zu): got %s", what, bytes,
            mm_strerror(st));
   }
-  settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK, alloc_failed);
+  settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK);
   if (st == MM_OK) {
     m.used_e += charge;
     m.held[id] += charge;
@@ -521,16 +521,16 @@ static void op_acquire_storage(input *in, bool alloc) {
   mm_status st =
       call_acquire(MM_POOL_STORAGE, alloc, id, bytes, timeout, fault, &data);
   const char *what = alloc ? "mm_storage_alloc" : "mm_acquire_storage";
-  bool alloc_failed = false;
+  /* A fault may turn a grant into MM_ENOMEM: the allocator failed, and
+   * nothing was charged or evicted. */
+  bool faulted = fault && st == MM_ENOMEM && p.v != NO;
   if (invalid)
     EXPECT_ST(st, MM_EINVAL, what);
   else if (exists)
     EXPECT_ST(st, MM_EEXIST, what);
-  else if (fault && st == MM_ENOMEM && p.v != NO)
-    alloc_failed = true;
-  else
+  else if (!faulted)
     EXPECT_ST(st, expected(p, timeout), what);
-  settle_evictions(MM_POOL_STORAGE, p, st == MM_OK, alloc_failed);
+  settle_evictions(MM_POOL_STORAGE, p, st == MM_OK);
   if (st == MM_OK) {
     mpage *pg = &m.page[id];
     *pg = (mpage){true, alloc, charge, alloc ? 1 : 0, (uint8_t)(id * 37 + 1)};
@@ -652,7 +652,7 @@ static void op_async(input *in) {
   } else {
     EXPECT_ST(st, MM_OK, "mm_acquire_async");
   }
-  settle_evictions((mm_pool)(pool & 1), p, st == MM_OK, false);
+  settle_evictions((mm_pool)(pool & 1), p, st == MM_OK);
   if (st == MM_EINPROGRESS) {
     EXPECT(ticket != 0, "held without a ticket");
     in_call = true;
