@@ -11,12 +11,19 @@
  * Workloads (each thread picks its role from the workload):
  *   oltp         pages of 4-16 KiB on a Zipf-skewed id stream: a hit pins
  *                the page and checks its memory, a miss registers it with
- *                mm_storage_alloc (evicting); pins are dropped at once or
- *                after a few more accesses.
- *   analytic     exec ids doing 1-8 MiB hash-join bursts (accounting, with
- *                timeouts, and asynchronous holds with callbacks) plus
- *                blocks from mm_exec_alloc, beside a scan that churns pages.
- *   mixed        both (the default).
+ *                mm_storage_alloc (evicting; one miss in 8 may wait 1 or
+ *                200 ms for room); pins are dropped at once, but one run
+ *                of accesses in 8 is a range scan that keeps up to 1/32 of
+ *                the budget pinned until it ends.
+ *   analytic     queries: each exec id grows its working memory in 1-8 MiB
+ *                bursts that may wait (1, 5, 50 or 500 ms) up to a target
+ *                that, summed over the threads, is more than the budget,
+ *                and spills (stops growing) when a burst does not come;
+ *                blocks from mm_exec_alloc; an asynchronous request with a
+ *                callback, cancelled half of the time; a scan that churns
+ *                pages.  So requests are held, and granted, time out and
+ *                are cancelled, all the time.
+ *   mixed        both, half the threads each (the default).
  *   adversarial  a 4 MiB budget, pages pinned in bulk, requests at the
  *                exact limits, cancel storms, exec ids that vanish and are
  *                reclaimed with mm_release_all_execution.
@@ -30,6 +37,11 @@
  *
  * Invariants, checked all the time; the first break prints what broke and
  * exits with status 1:
+ *   - no held request is stranded: every 300 ms the workers pause between
+ *     units of work, and in a frozen moment (only held requests in
+ *     flight, no dispatch pass running or owed) no held request fits (in
+ *     free memory, or by evicting unpinned pages above the floor) unless
+ *     an older, starved one that does not fit bars it;
  *   - a shadow count of what the harness holds never exceeds the budget;
  *   - no pinned page is evicted, and each page is evicted at most once
  *     (the callback checks a per-page state word);
@@ -40,7 +52,8 @@
  */
 #include <memory_manager.h>
 
-#include "backing.h" /* the allocator's test hook (static build) */
+#include "backing.h"   /* the allocator's test hook (static build) */
+#include "testpoint.h" /* mmi_test_quiet */
 
 #include <math.h>
 #include <pthread.h>
@@ -199,6 +212,49 @@ static _Atomic size_t page_bytes[MAX_PAGES];
 
 static atomic_ullong fault_slow, fault_pins, fault_releases, fault_stops;
 
+/* ---- held requests the harness knows of ---------------------------------
+ *
+ * Each blocking call that may wait, and each asynchronous request, has a
+ * slot saying what it asked for and when: the stranded-waiter check reads
+ * them while the workers pause.  A blocking slot is CALLING for the
+ * length of the call; an asynchronous one is CALLING until the call
+ * returns, then HELD until its callback frees it (a callback that comes
+ * first frees it at once).  A worker not paused yet may refill its slot
+ * while the check reads it: the fields are atomics, and the check throws
+ * away what it read if anything moved meanwhile. */
+enum { SLOT_FREE, SLOT_CALLING, SLOT_HELD };
+typedef struct slot {
+  _Atomic int state;
+  _Atomic int pool;
+  _Atomic size_t bytes;
+  _Atomic int64_t start, deadline; /* INT64_MAX: none */
+} slot;
+
+#define ASYNC_SLOTS 16
+static slot blocking_slot[256];
+static slot async_slot[256][ASYNC_SLOTS];
+
+static atomic_ullong async_ok, async_timed_out, async_cancelled;
+static atomic_ullong blocking_timed_out;
+static atomic_ullong quiet_moments, quiet_held;
+
+/* Workers pause between units of work (a query, a run of page accesses)
+ * while the main thread looks: having just released what the unit held,
+ * so that the moments it looks at come right after releases and unpins,
+ * where a lost wake-up would leave a request that fits held. */
+static atomic_int pause_req, paused;
+
+static void maybe_pause(void) {
+  if (!atomic_load_explicit(&pause_req, memory_order_relaxed))
+    return;
+  atomic_fetch_add(&paused, 1);
+  while (atomic_load(&pause_req)) {
+    struct timespec d = {0, 100 * 1000};
+    nanosleep(&d, NULL);
+  }
+  atomic_fetch_sub(&paused, 1);
+}
+
 /* --faults: the callback does what an engine's might, now and then. */
 static void callback_faults(uint64_t id) {
   static _Thread_local uint64_t s = 0x2545f4914f6cdd1dull;
@@ -341,14 +397,75 @@ static uint32_t zipf(uint64_t *s) {
   return (uint32_t)(pow(u, 3.0) * npages) % npages;
 }
 
+/* Fill @a for a call about to be made (relaxed: the state's store
+ * publishes them).  Its start is read before the call, so it is no later
+ * than the manager's arrival time, and its deadline no later than the
+ * manager's. */
+static void slot_fill(slot *a, int pool, size_t bytes, int64_t timeout) {
+  int64_t start = now_ns();
+  atomic_store_explicit(&a->pool, pool, memory_order_relaxed);
+  atomic_store_explicit(&a->bytes, bytes, memory_order_relaxed);
+  atomic_store_explicit(&a->start, start, memory_order_relaxed);
+  atomic_store_explicit(&a->deadline, timeout < 0 ? INT64_MAX : start + timeout,
+                        memory_order_relaxed);
+  atomic_store(&a->state, SLOT_CALLING);
+}
+
+/* The outcome of an asynchronous request: booked, and its slot freed. */
 static void async_done(void *ctx, mm_status st) {
-  (void)ctx;
+  slot *a = ctx;
   INVARIANT(st == MM_OK || st == MM_ETIMEDOUT || st == MM_ECANCELED);
+  atomic_fetch_add(st == MM_OK          ? &async_ok
+                   : st == MM_ETIMEDOUT ? &async_timed_out
+                                        : &async_cancelled,
+                   1);
+  atomic_store(&a->state, SLOT_FREE);
   atomic_fetch_add(&async_ended, 1);
 }
 
-/* One page access: pin on a hit, register on a miss; then unpin. */
-static void page_access(counts *c, uint64_t *s, uint32_t id) {
+/* An asynchronous request from thread @me, through a free slot of its
+ * own; MM_ENOMEM, and nothing asked, if it has none free. */
+static mm_status async_call(int me, int pool, uint64_t id, size_t bytes,
+                            int64_t timeout, uint64_t *ticket) {
+  slot *a = NULL;
+  for (int i = 0; i < ASYNC_SLOTS && !a; i++)
+    if (atomic_load(&async_slot[me][i].state) == SLOT_FREE)
+      a = &async_slot[me][i];
+  *ticket = 0;
+  if (!a)
+    return MM_ENOMEM;
+  slot_fill(a, pool, bytes, timeout);
+  mm_status st =
+      mm_acquire_async(mm, pool, id, bytes, timeout, async_done, a, ticket);
+  if (st == MM_EINPROGRESS) {
+    atomic_fetch_add(&async_started, 1);
+    int calling = SLOT_CALLING; /* unless its callback came first */
+    atomic_compare_exchange_strong(&a->state, &calling, SLOT_HELD);
+  } else {
+    atomic_store(&a->state, SLOT_FREE); /* no callback is due */
+  }
+  return st;
+}
+
+/* A blocking call that may wait (@timeout is not MM_NO_WAIT): an
+ * execution acquire, or (with @data) mm_storage_alloc. */
+static mm_status blocking_call(int me, int pool, uint64_t id, size_t bytes,
+                               int64_t timeout, void **data) {
+  slot *b = &blocking_slot[me];
+  slot_fill(b, pool, bytes, timeout);
+  mm_status st = pool == MM_POOL_EXECUTION
+                     ? mm_acquire_execution(mm, id, bytes, timeout)
+                     : mm_storage_alloc(mm, id, bytes, timeout, data);
+  atomic_store(&b->state, SLOT_FREE);
+  if (st == MM_ETIMEDOUT)
+    atomic_fetch_add(&blocking_timed_out, 1);
+  return st;
+}
+
+/* One page access: pin on a hit, register on a miss; then unpin.  One
+ * miss in 8 may wait a little for room, as a buffer pool waits for a free
+ * frame. */
+static void page_access(counts *c, uint64_t *s, uint32_t id, int me) {
   int64_t t0 = now_ns();
   void *data;
   if (mm_pin_storage(mm, id, &data) == MM_OK) {
@@ -364,11 +481,15 @@ static void page_access(counts *c, uint64_t *s, uint32_t id) {
     if (!atomic_compare_exchange_strong(&page_state[id], &absent, PAGE_LOADING))
       return;
     atomic_store(&page_bytes[id], bytes);
-    mm_status st = mm_storage_alloc(mm, id, bytes, MM_NO_WAIT, &data);
+    uint64_t r = rng(s);
+    mm_status st =
+        r % 8 ? mm_storage_alloc(mm, id, bytes, MM_NO_WAIT, &data)
+              : blocking_call(me, MM_POOL_STORAGE, id, bytes,
+                              (r >> 8) % 2 ? 1000000 : 200000000, &data);
     c->misses++;
     record(c, K_MISS, st == MM_OK, t0);
     if (st != MM_OK) {
-      INVARIANT(st == MM_ENOMEM || st == MM_EEXIST);
+      INVARIANT(st == MM_ENOMEM || st == MM_EEXIST || st == MM_ETIMEDOUT);
       atomic_store(&page_state[id], PAGE_ABSENT);
       return;
     }
@@ -398,21 +519,38 @@ static void reap_orphans(void) {
   }
 }
 
+/* A query's working memory, at most, summed over the threads doing
+ * queries: more than the budget, so that bursts are held. */
+static size_t query_min, query_max;
+static const int64_t burst_timeout[] = {1000000, 5000000, 50000000, 500000000};
+static const int64_t async_timeout[] = {2000000, 50000000, 1000000000};
+
 static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   uint64_t id = *idp;
-  int64_t t0 = now_ns();
-  size_t burst = MiB * (1 + rng(s) % 8);
-  mm_status st = mm_acquire_execution(mm, id, burst, 2000000 /* 2 ms */);
-  INVARIANT(st == MM_OK || st == MM_ETIMEDOUT || st == MM_ENOMEM);
-  record(c, K_BURST, st == MM_OK, t0);
-  if (st == MM_OK)
+  /* A query grows its working memory in bursts up to its target; a burst
+   * that does not come in time makes it spill: it goes on with what it
+   * has. */
+  size_t target = query_min + rng(s) % (query_max - query_min + 1), held = 0;
+  while (held < target) {
+    size_t burst = MiB * (1 + rng(s) % 8);
+    if (burst > target - held)
+      burst = target - held;
+    int64_t t0 = now_ns();
+    mm_status st = blocking_call(me, MM_POOL_EXECUTION, id, burst,
+                                 burst_timeout[rng(s) % 4], NULL);
+    INVARIANT(st == MM_OK || st == MM_ETIMEDOUT || st == MM_ENOMEM);
+    record(c, K_BURST, st == MM_OK, t0);
+    if (st != MM_OK)
+      break;
     shadow_add((long long)burst);
+    held += burst;
+  }
   /* a few blocks of working memory */
   void *blk[8];
   size_t sz[8];
   int n = 0;
   for (int i = 0; i < 8; i++) {
-    t0 = now_ns();
+    int64_t t0 = now_ns();
     sz[n] = 64 << (rng(s) % 10);
     if (mm_exec_alloc(mm, id, sz[n], MM_NO_WAIT, &blk[n]) == MM_OK) {
       memset(blk[n], 0x5a, sz[n]);
@@ -424,46 +562,51 @@ static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   }
   for (int i = 0; i < n; i++)
     INVARIANT(mm_exec_free(mm, id, blk[i]) == MM_OK);
-  if (st == MM_OK && opt.faults && rng(s) % 50 == 0 &&
+  /* an asynchronous request beside it, sometimes cancelled; its grant, if
+   * it comes, is released with the id at the query's end (or the next) */
+  uint64_t async_id = (uint64_t)me + 1 + (1ull << 40), ticket;
+  size_t abytes = MiB * (1 + rng(s) % 4);
+  if (abytes > opt.budget / 16)
+    abytes = opt.budget / 16;
+  int64_t t0 = now_ns();
+  mm_status st = async_call(me, MM_POOL_EXECUTION, async_id, abytes,
+                            async_timeout[rng(s) % 3], &ticket);
+  INVARIANT(st == MM_OK || st == MM_EINPROGRESS || st == MM_ENOMEM);
+  record(c, K_ASYNC, st != MM_ENOMEM, t0);
+  bool cancel = st == MM_EINPROGRESS && rng(s) % 2;
+  /* the scan beside the join, holding the query's memory */
+  for (int i = 0; i < 8; i++)
+    page_access(c, s, (uint32_t)(rng(s) % npages), me);
+  if (cancel) {
+    mm_status cs = mm_cancel(mm, ticket);
+    INVARIANT(cs == MM_OK || cs == MM_ENOENT);
+    record(c, K_CANCEL, cs == MM_OK, t0);
+  }
+  if (held && opt.faults && rng(s) % 50 == 0 &&
       atomic_load(&orphan_id[me]) == 0) {
-    /* This "thread" stops here, holding its burst; work goes on under a
-     * new exec id, and the main thread reclaims the old one. */
-    atomic_store(&orphan_bytes[me], burst);
+    /* This "thread" stops here, holding its query's memory; work goes on
+     * under a new exec id, and the main thread reclaims the old one. */
+    atomic_store(&orphan_bytes[me], held);
     atomic_store(&orphan_id[me], id);
     *idp = id + 256;
     atomic_fetch_add(&fault_stops, 1);
     return;
   }
-  if (st == MM_OK) {
-    shadow_add(-(long long)burst);
-    INVARIANT(mm_release_execution(mm, id, burst) == MM_OK);
+  if (held) {
+    shadow_add(-(long long)held);
+    INVARIANT(mm_release_execution(mm, id, held) == MM_OK);
   }
-  /* an asynchronous hold with a deadline, sometimes cancelled */
-  t0 = now_ns();
-  uint64_t ticket;
-  st = mm_acquire_async(mm, MM_POOL_EXECUTION, (uint64_t)me + 1 + (1ull << 40),
-                        1 * MiB, 1000000, async_done, NULL, &ticket);
-  INVARIANT(st == MM_OK || st == MM_EINPROGRESS || st == MM_ENOMEM);
-  record(c, K_ASYNC, st != MM_ENOMEM, t0);
-  if (st == MM_EINPROGRESS) {
-    atomic_fetch_add(&async_started, 1);
-    if (rng(s) % 2) {
-      mm_status cs = mm_cancel(mm, ticket);
-      INVARIANT(cs == MM_OK || cs == MM_ENOENT);
-      record(c, K_CANCEL, cs == MM_OK, t0);
-    }
-  }
-  (void)mm_release_all_execution(mm, (uint64_t)me + 1 + (1ull << 40));
+  (void)mm_release_all_execution(mm, async_id);
 }
 
-/* A cancel storm's requests still undecided, per thread: a cancel that
+/* Are all of thread @me's asynchronous requests decided?  A cancel that
  * answers MM_ENOENT lost to a grant, and only the callback says when that
- * grant is booked.  The exec id is reclaimed after the last one. */
-static atomic_int storm_undecided[256];
-
-static void storm_done(void *ctx, mm_status st) {
-  atomic_fetch_sub((atomic_int *)ctx, 1);
-  async_done(NULL, st);
+ * grant is booked. */
+static bool all_decided(int me) {
+  for (int i = 0; i < ASYNC_SLOTS; i++)
+    if (atomic_load(&async_slot[me][i].state) != SLOT_FREE)
+      return false;
+  return true;
 }
 
 static void adversarial_work(counts *c, uint64_t *s, int me) {
@@ -482,29 +625,55 @@ static void adversarial_work(counts *c, uint64_t *s, int me) {
   /* pin a run of pages, then let go */
   uint32_t base = zipf(s);
   for (uint32_t k = 0; k < 16; k++)
-    page_access(c, s, (base + k) % npages);
+    page_access(c, s, (base + k) % npages, me);
   /* a cancel storm */
   for (int i = 0; i < 8; i++) {
     uint64_t ticket;
     t0 = now_ns();
-    atomic_fetch_add(&storm_undecided[me], 1);
-    st = mm_acquire_async(mm, MM_POOL_EXECUTION, id, 256 << 10, MM_WAIT_FOREVER,
-                          storm_done, &storm_undecided[me], &ticket);
+    st = async_call(me, MM_POOL_EXECUTION, id, 256 << 10, MM_WAIT_FOREVER,
+                    &ticket);
     if (st == MM_EINPROGRESS) {
-      atomic_fetch_add(&async_started, 1);
       mm_status cs = mm_cancel(mm, ticket);
       record(c, K_CANCEL, cs == MM_OK, t0);
-    } else {
-      atomic_fetch_sub(&storm_undecided[me], 1); /* no callback is due */
     }
   }
   /* the exec id vanishes: reclaimed whole, once the storm is decided */
-  for (int spin = 0; atomic_load(&storm_undecided[me]) != 0; spin++) {
+  for (int spin = 0; !all_decided(me); spin++) {
     INVARIANT(spin < 30000); /* 30 s */
     struct timespec d = {0, 1000000};
     nanosleep(&d, NULL);
   }
   (void)mm_release_all_execution(mm, id);
+}
+
+/* A run of page accesses; one run in 8 is a range scan that keeps the
+ * cached pages of a range pinned until it ends, up to 1/32 of the budget
+ * (so that room waits for unpins). */
+#define SCAN_PAGES 4096
+static _Thread_local uint32_t scan_pinned[SCAN_PAGES];
+
+static void storage_work(counts *c, uint64_t *s, int me) {
+  int np = 0;
+  if (rng(s) % 8 == 0) {
+    uint32_t base = (uint32_t)(rng(s) % npages);
+    size_t bytes = 0;
+    for (uint32_t k = 0; k < SCAN_PAGES && bytes < opt.budget / 32; k++) {
+      uint32_t id = (base + k) % npages;
+      void *data;
+      if (mm_pin_storage(mm, id, &data) == MM_OK) {
+        atomic_fetch_add(&page_pins[id], 1);
+        scan_pinned[np++] = id;
+        bytes += atomic_load(&page_bytes[id]);
+      }
+    }
+  }
+  for (int i = 0; i < 64; i++)
+    page_access(c, s, zipf(s), me);
+  for (int i = 0; i < np; i++) {
+    uint32_t id = scan_pinned[i];
+    atomic_fetch_sub(&page_pins[id], 1); /* before the unpin: see on_evict */
+    INVARIANT(mm_unpin_storage(mm, id) == MM_OK);
+  }
 }
 
 static void *worker(void *arg) {
@@ -515,18 +684,135 @@ static void *worker(void *arg) {
       opt.workload == OLTP || (opt.workload == MIXED && me % 2 == 0);
   uint64_t exec_id = (uint64_t)me + 1;
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+    maybe_pause();
     if (opt.workload == ADVERSARIAL)
       adversarial_work(c, &s, me);
     else if (storage_role)
-      for (int i = 0; i < 64; i++)
-        page_access(c, &s, zipf(&s));
-    else {
+      storage_work(c, &s, me);
+    else
       exec_work(c, &s, &exec_id, me);
-      for (int i = 0; i < 8; i++) /* the scan beside the join */
-        page_access(c, &s, (uint32_t)(rng(&s) % npages));
-    }
   }
   return NULL;
+}
+
+/* ---- stranded waiters ------------------------------------------------------
+ *
+ * A frozen moment: every worker paused between operations or blocked in
+ * a held request, the manager's count of held requests equal to ours, and
+ * no dispatch pass running or owed (mmi_test_quiet), the same before and
+ * after we look.  Passes start only from kicks, so every event before the
+ * moment has had its pass, and nothing changes while we look.  A held
+ * request that fits then was stranded: the pass after the event that made
+ * it fit should have granted it (an asynchronous one past its deadline
+ * would have been timed out by it; a blocking one past its deadline may
+ * be timing itself out, and is not judged).  "Fits" is the pool rules on the
+ * books of mm_get_stats (credit parked on CPUs is not in them, and a pass
+ * reclaims it first): free memory, or, for execution, unpinned pages above the
+ * protected floor with the largest page to spare (victims are whole pages), for
+ * storage any unpinned pages.  A request that fits may stay held behind an
+ * older one that is starved and does not fit (the overtake rule): a moment with
+ * such a request, or one that might be (older than the overtake limit by our
+ * clock, which starts before the manager's), proves nothing. */
+#define MAX_PAGE_BYTES ((size_t)16384)
+#define OVERTAKE_NS    10000000 /* mm_config's default */
+
+static bool fits(const mm_stats *s, int pool, size_t bytes) {
+  uint64_t t = s->total_bytes, e = s->execution_used_bytes,
+           st = s->storage_used_bytes;
+  uint64_t unpinned =
+      st > s->storage_pinned_bytes ? st - s->storage_pinned_bytes : 0;
+  if (pool == MM_POOL_EXECUTION) {
+    uint64_t room = t - e - st, floor_ = opt.budget / 8;
+    if (bytes <= room)
+      return true;
+    uint64_t need = bytes - room;
+    uint64_t above =
+        st > floor_ + MAX_PAGE_BYTES ? st - floor_ - MAX_PAGE_BYTES : 0;
+    return need <= unpinned && need <= above;
+  }
+  uint64_t e0 = t - (t / 2 / 4096) * 4096; /* storage fraction 0.5 */
+  uint64_t cap = t - (e > e0 ? e : e0), room = cap > st ? cap - st : 0;
+  return bytes <= room || bytes - room <= unpinned;
+}
+
+/* Held requests now, by our slots; *@calling: asynchronous calls not
+ * returned yet. */
+static int count_held(int *inside, int *calling) {
+  int async_held = 0;
+  *inside = *calling = 0;
+  for (int i = 0; i < opt.threads; i++) {
+    *inside += atomic_load(&blocking_slot[i].state) == SLOT_CALLING;
+    for (int k = 0; k < ASYNC_SLOTS; k++) {
+      int st = atomic_load(&async_slot[i][k].state);
+      async_held += st == SLOT_HELD;
+      *calling += st == SLOT_CALLING;
+    }
+  }
+  return *inside + async_held;
+}
+
+static void check_stranded(void) {
+  atomic_store(&pause_req, 1);
+  for (int64_t until = now_ns() + 2000000000; now_ns() < until;) {
+    struct timespec d = {0, 100 * 1000};
+    int inside, calling, held = count_held(&inside, &calling);
+    uint64_t before = mmi_test_quiet(mm);
+    if (atomic_load(&paused) + inside != opt.threads || calling ||
+        before == UINT64_MAX) {
+      nanosleep(&d, NULL);
+      continue;
+    }
+    mm_stats s;
+    mm_get_stats(mm, &s);
+    int64_t now = now_ns();
+    int fitting = 0, starved_unfit = 0, first_pool = 0;
+    size_t first_bytes = 0;
+    for (int i = 0; i < opt.threads; i++)
+      for (int k = -1; k < ASYNC_SLOTS; k++) {
+        slot *a = k < 0 ? &blocking_slot[i] : &async_slot[i][k];
+        int state = atomic_load(&a->state);
+        if (state != (k < 0 ? SLOT_CALLING : SLOT_HELD))
+          continue;
+        /* A blocking waiter past its deadline may have timed itself out
+         * and not yet counted itself out: not judged. */
+        if (k < 0 &&
+            now >= atomic_load_explicit(&a->deadline, memory_order_relaxed))
+          continue;
+        int pool = atomic_load_explicit(&a->pool, memory_order_relaxed);
+        size_t bytes = atomic_load_explicit(&a->bytes, memory_order_relaxed);
+        int64_t start = atomic_load_explicit(&a->start, memory_order_relaxed);
+        if (fits(&s, pool, bytes)) {
+          if (!fitting++)
+            first_pool = pool, first_bytes = bytes;
+        } else if (now - start >= OVERTAKE_NS) {
+          starved_unfit++;
+        }
+      }
+    int inside2, calling2;
+    if (count_held(&inside2, &calling2) != held || inside2 != inside ||
+        s.held_now != (uint64_t)held || mmi_test_quiet(mm) != before) {
+      nanosleep(&d, NULL); /* it moved while we looked: look again */
+      continue;
+    }
+    atomic_fetch_add(&quiet_moments, 1);
+    atomic_fetch_add(&quiet_held, (unsigned long long)held);
+    if (fitting && !starved_unfit) {
+      fprintf(stderr,
+              "mm-stress: %d held request(s) fit and are not granted; one: "
+              "%s, %zu bytes (free %zu of %zu, storage %zu used, %zu "
+              "pinned)\n",
+              fitting,
+              first_pool == MM_POOL_EXECUTION ? "execution" : "storage",
+              first_bytes,
+              (size_t)(s.total_bytes - s.execution_used_bytes -
+                       s.storage_used_bytes),
+              (size_t)s.total_bytes, (size_t)s.storage_used_bytes,
+              (size_t)s.storage_pinned_bytes);
+      broken("no held request is stranded");
+    }
+    break;
+  }
+  atomic_store(&pause_req, 0);
 }
 
 /* ---- the run ------------------------------------------------------------- */
@@ -546,6 +832,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "mm-stress: mm_create: %s\n", mm_strerror(st));
     return 1;
   }
+  /* Queries: their targets, summed over the threads running them, come
+   * to between a quarter of the budget and twice it. */
+  int nexec = opt.workload == ANALYTIC ? opt.threads
+              : opt.workload == MIXED  ? opt.threads / 2
+                                       : 1;
+  if (nexec < 1)
+    nexec = 1;
+  query_min = opt.budget / 4 / (size_t)nexec;
+  query_max = opt.budget * 2 / (size_t)nexec;
+  if (query_max > opt.budget / 2)
+    query_max = opt.budget / 2;
+  if (query_min > query_max)
+    query_min = query_max;
   /* four times as many page ids as fit: misses and evictions */
   npages = (uint32_t)(opt.budget / 2 / 4096 * 4);
   if (npages > MAX_PAGES)
@@ -569,6 +868,8 @@ int main(int argc, char **argv) {
       struct timespec d = {0, 1000000};
       nanosleep(&d, NULL);
     }
+    if (tick % 3 == 0) /* every 300 ms */
+      check_stranded();
     if (tick % 10 == 0 && tty) { /* the one-line progress display */
       uint64_t ops = 0;
       for (int i = 0; i < opt.threads; i++)
@@ -646,12 +947,19 @@ int main(int argc, char **argv) {
   if (opt.json) {
     printf("{\"workload\":\"%s\",\"threads\":%d,\"seconds\":%.2f,"
            "\"budget\":%zu,\"ops\":%llu,\"evictions\":%llu,"
-           "\"hit_ratio\":%.4f,\"held\":%llu,\"timed_out\":%llu,"
-           "\"cancelled\":%llu,\"kinds\":{",
+           "\"hit_ratio\":%.4f,\"held\":%llu,\"held_granted\":%llu,"
+           "\"timed_out\":%llu,\"cancelled\":%llu,\"async_held\":%llu,"
+           "\"async_granted\":%llu,\"frozen_moments\":%llu,"
+           "\"frozen_held\":%llu,\"kinds\":{",
            workload_name[opt.workload], opt.threads, elapsed, opt.budget,
            (unsigned long long)total_ops, (unsigned long long)end.evictions,
-           hit, (unsigned long long)end.held, (unsigned long long)end.timed_out,
-           (unsigned long long)end.cancelled);
+           hit, (unsigned long long)end.held,
+           (unsigned long long)end.held_granted,
+           (unsigned long long)end.timed_out, (unsigned long long)end.cancelled,
+           (unsigned long long)atomic_load(&async_started),
+           (unsigned long long)atomic_load(&async_ok),
+           (unsigned long long)atomic_load(&quiet_moments),
+           (unsigned long long)atomic_load(&quiet_held));
     for (int k = 0; k < NKIND; k++)
       printf("%s\"%s\":{\"ops\":%llu,\"ok\":%llu,\"p50_us\":%.2f,"
              "\"p99_us\":%.2f,\"p999_us\":%.2f}",
@@ -674,12 +982,25 @@ int main(int argc, char **argv) {
              percentile(all.lat[k], 0.999));
   printf("%.0f operations/s, %.0f evictions/s, cache hit ratio %.3f\n",
          total_ops / elapsed, end.evictions / elapsed, hit);
-  printf("held %llu (timed out %llu, cancelled %llu), async callbacks %llu "
-         "of %llu\n",
-         (unsigned long long)end.held, (unsigned long long)end.timed_out,
-         (unsigned long long)end.cancelled,
+  uint64_t async_held = atomic_load(&async_started);
+  uint64_t blocking_held = end.held - async_held;
+  uint64_t blocking_ok = end.held_granted - atomic_load(&async_ok);
+  uint64_t blocking_to = atomic_load(&blocking_timed_out);
+  printf("held %llu: asynchronous %llu (granted %llu, timed out %llu, "
+         "cancelled %llu; callbacks %llu of %llu), blocking %llu (granted "
+         "%llu, timed out %llu, allocator failed %llu)\n",
+         (unsigned long long)end.held, (unsigned long long)async_held,
+         (unsigned long long)atomic_load(&async_ok),
+         (unsigned long long)atomic_load(&async_timed_out),
+         (unsigned long long)atomic_load(&async_cancelled),
          (unsigned long long)atomic_load(&async_ended),
-         (unsigned long long)atomic_load(&async_started));
+         (unsigned long long)async_held, (unsigned long long)blocking_held,
+         (unsigned long long)blocking_ok, (unsigned long long)blocking_to,
+         (unsigned long long)(blocking_held - blocking_ok - blocking_to));
+  printf("stranded waiters: none in %llu frozen moments (%llu held "
+         "requests judged)\n",
+         (unsigned long long)atomic_load(&quiet_moments),
+         (unsigned long long)atomic_load(&quiet_held));
   if (opt.faults)
     printf("faults: every 97th block allocation failed; %llu slow callbacks, "
            "%llu pins and %llu releases from callbacks, %llu threads stopped "
