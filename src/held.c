@@ -109,7 +109,10 @@ struct mmi_waiter {
   mm_grant_fn cb; /* NULL: a blocking caller owns this waiter */
   void *ctx;
   bool ticketed;
-  mmi_grant *grant;       /* real memory: what the blocking caller needs */
+  mmi_grant *grant;       /* real memory: what the blocking caller needs;
+                             the caller's, so touched only by the winner
+                             of the state CAS (before the outcome) */
+  uint64_t block_size;    /* grant->block_size, read while it was ours */
   struct mmi_exec *spare; /* execution: a record for the grant to use */
   struct mmi_page *page;  /* storage: the reserved (pending) page */
   mmi_waiter *next;       /* private list link, baton holder's */
@@ -231,20 +234,23 @@ static bool commit_grant(void *arg) {
   struct grant_commit *gc = arg;
   mmi_waiter *w = gc->w;
   void *block = NULL;
-  if (w->grant && w->grant->block_size &&
-      !(block = mmi_block_alloc(gc->mm, w->grant->block_size))) {
+  /* Not w->grant: until the CAS below is won, its caller may time out and
+   * return, and the grant lives on its stack. */
+  if (w->block_size && !(block = mmi_block_alloc(gc->mm, w->block_size))) {
     (void)try_end(gc->mm, w, W_FAILED, MM_ENOMEM);
     return false;
   }
+  if (block)
+    mmi_test_point(gc->mm, MMI_TP_GRANT_BLOCK);
   uint32_t expect = W_WAITING;
   /* Commit point of a grant by eviction (see dispatch_pass). */
   if (!mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
     if (block)
-      mmi_block_free(gc->mm, block, w->grant->block_size);
+      mmi_block_free(gc->mm, block, w->block_size);
     return false;
   }
   if (block)
-    w->grant->block = block; /* the caller's; deliver's release publishes */
+    w->grant->block = block; /* ours now; deliver's release publishes */
   return true;
 }
 
@@ -586,6 +592,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->ctx = ctx;
   w->ticketed = false;
   w->grant = grant; /* the caller's, alive until wait_outcome returns */
+  w->block_size = grant ? grant->block_size : 0;
   w->spare = spare;
   w->page = page;
   w->next = NULL;

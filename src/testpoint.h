@@ -25,8 +25,10 @@ typedef enum mmi_tp {
                             gives the bytes back to the pool word */
   MMI_TP_CHARGE_FAILED,  /* a new page's charge failed, before its bytes
                             stop counting as unsettled */
-  MMI_TP_HELD_GRANTED    /* a blocking alloc call was granted after being
+  MMI_TP_HELD_GRANTED,   /* a blocking alloc call was granted after being
                             held, before it makes its block or page */
+  MMI_TP_GRANT_BLOCK     /* a pass made the block for a held alloc request
+                            it evicts for, before it commits the grant */
 } mmi_tp;
 
 typedef void (*mmi_tp_fn)(struct mm *mm, mmi_tp where);

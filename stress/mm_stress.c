@@ -924,6 +924,14 @@ int main(int argc, char **argv) {
   INVARIANT(end.execution_used_bytes == 0 && end.storage_used_bytes == 0);
   INVARIANT(end.execution_pool_bytes == first.execution_pool_bytes);
   INVARIANT(end.storage_pool_bytes == first.storage_pool_bytes);
+  if (end.backing_allocated_bytes != 0)
+    fprintf(stderr,
+            "mm-stress: after teardown the arena holds %llu bytes (%llu "
+            "parked in CPU caches; %llu pages, %llu exec ids left)\n",
+            (unsigned long long)end.backing_allocated_bytes,
+            (unsigned long long)end.cache_parked_bytes,
+            (unsigned long long)end.storage_pages,
+            (unsigned long long)end.execution_ids);
   INVARIANT(end.backing_allocated_bytes == 0);
   INVARIANT(atomic_load(&shadow) == 0);
 

@@ -625,6 +625,67 @@ static void test_settle_after_failed_block_is_news(void **state) {
   mm_destroy(mm);
 }
 
+/*
+ * The block a pass makes for a held alloc request whose grant then loses
+ * to its deadline is freed at its own size -- read from the waiter, not
+ * from the caller's stack, which is gone once the caller has timed out
+ * and returned.  The pass stops after making the block; the caller times
+ * out, returns and scribbles over its stack; the pass goes on.
+ */
+static struct {
+  call c;
+  atomic_int returned, done;
+} late;
+
+/* Overwrite the stack the finished call used (volatile: the writes are
+ * not optimised away). */
+static __attribute__((noinline)) void scribble_stack(void) {
+  volatile unsigned char junk[32 * 1024];
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = 0x5a;
+}
+
+static void *late_caller(void *arg) {
+  (void)arg;
+  call_main(&late.c);
+  scribble_stack();
+  atomic_store(&late.returned, 1);
+  while (!atomic_load(&late.done)) /* keep the stack mapped */
+    sleep_ms(1);
+  return NULL;
+}
+
+static void test_lost_grant_frees_block_at_its_size(void **state) {
+  (void)state;
+  mm_t *mm = full_two_pages((mm_config){0}, true, false);
+  memset(&late, 0, sizeof late);
+  late.c = (call){.mm = mm,
+                  .kind = EXEC_ALLOC,
+                  .id = 2,
+                  .bytes = 4096,
+                  .timeout = 200 * MS};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, late_caller, NULL), 0);
+  EVENTUALLY(mm_test_stats(mm).held_now == 1);
+  gate_set(mm, MMI_TP_GRANT_BLOCK);
+  call u;
+  start(&u, mm, UNPIN, 1, 0, 0); /* its pass evicts for the caller */
+  EVENTUALLY(atomic_load(&gate.arrived));
+  EVENTUALLY(atomic_load(&late.returned)); /* timed out meanwhile */
+  assert_int_equal(late.c.st, MM_ETIMEDOUT);
+  gate_clear(); /* the grant's CAS loses; the block goes back */
+  pthread_join(u.t, NULL);
+  atomic_store(&late.done, 1);
+  pthread_join(t, NULL);
+  mm_trim(mm);
+  mm_stats s = mm_test_stats(mm);
+  assert_int_equal(s.evictions, 0); /* it backed out */
+  assert_int_equal(s.backing_allocated_bytes, 0);
+  assert_int_equal(s.cache_parked_bytes, 0);
+  assert_int_equal(mm_unpin_storage(mm, 2), MM_OK);
+  mm_destroy(mm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_given_back_wakes_waiter),
@@ -638,6 +699,7 @@ int main(void) {
       cmocka_unit_test(test_new_page_is_news),
       cmocka_unit_test(test_unsettled_drop_is_news),
       cmocka_unit_test(test_settle_after_failed_block_is_news),
+      cmocka_unit_test(test_lost_grant_frees_block_at_its_size),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
