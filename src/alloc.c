@@ -33,10 +33,14 @@ typedef struct mmi_alloc {
 } mmi_alloc;
 
 void *mmi_block_alloc(mm_t *mm, size_t size) {
-  return mmi_cache_alloc(&mm->caches, &mm->backing, size);
+  void *p = mmi_cache_alloc(&mm->caches, &mm->backing, size);
+  if (p)
+    mmi_backing_hand_out(p, size);
+  return p;
 }
 
 void mmi_block_free(mm_t *mm, void *p, size_t size) {
+  mmi_backing_take_back(p, size);
   /* Park the block only while the budget has room for every cache to be
    * full: near the limit, memory goes straight back to the arena, so what
    * the arena holds stays close to what the books charge. */

@@ -145,7 +145,7 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   if (!(mm->pages =
             mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size)))
     goto no_pages;
-  if ((st = mmi_backing_init(&mm->backing)) != MM_OK)
+  if ((st = mmi_backing_init(&mm->backing, plan.total_bytes)) != MM_OK)
     goto no_backing;
   if ((st = mmi_caches_init(&mm->caches, &mm->backing, plan.cpu_cache_bytes)) !=
       MM_OK)

@@ -108,7 +108,7 @@ static void test_free_after_release_all(void **state) {
   mm_t *tight;
   assert_int_equal(mm_create(&small, &tight), MM_OK);
   mmi_backing probe; /* what the arena would hand out for the request */
-  assert_int_equal(mmi_backing_init(&probe), MM_OK);
+  assert_int_equal(mmi_backing_init(&probe, small.total_bytes), MM_OK);
   size_t cls = mmi_backing_size(&probe, 5 * MiB + 1);
   mmi_backing_fini(&probe);
   if (cls > small.total_bytes) /* jemalloc: 6 MiB; never held forever */
