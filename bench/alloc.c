@@ -6,20 +6,25 @@
  *
  * Accounting only: acquire + release of 4 KiB of execution memory, one
  * exec id per thread, through
- *   mm       mm_acquire_execution / mm_release_execution;
+ *   mm-c     mm_consumer_acquire / mm_consumer_release, one consumer per
+ *            thread;
+ *   mm-id    mm_acquire_execution / mm_release_execution;
  *   mutex    the same two-pool policy behind one global mutex (what a
  *            synchronized memory manager does): the honest baseline;
  *   atomic   a single shared atomic counter with a limit: the floor of
  *            any design that shares one word.
  * Real memory: alloc + free of 64 B, 4 KiB, 64 KiB and 1 MiB through
- *   mm       mm_exec_alloc / mm_exec_free;
+ *   mm-c     mm_consumer_alloc / mm_consumer_free;
+ *   mm-id    mm_exec_alloc / mm_exec_free;
  *   mallocx  jemalloc mallocx/dallocx on a private arena (its tcache on);
  *   je       jemalloc malloc/free;
  *   glibc    glibc malloc/free (__libc_malloc).
  *
  * Every thread does the same loop until the time is up; the figure is
- * operations (pairs) per second, all threads together.  A benchmark, not a
- * test: run it on a quiet machine.
+ * operations (pairs) per second, all threads together.  Each point is
+ * measured three times, the implementations taking turns within each
+ * round, and the median is reported.  A benchmark, not a test: run it on
+ * a quiet machine.
  */
 #include <memory_manager.h>
 
@@ -100,9 +105,19 @@ static void atomic_release(size_t bytes) {
 
 /* ---- the loops --------------------------------------------------------- */
 
-enum impl { MM_BOOKS, MUTEX, ATOMIC, MM_MEM, MALLOCX, JE, GLIBC };
-static const char *impl_name[] = {"mm",      "mutex", "atomic", "mm",
-                                  "mallocx", "je",    "glibc"};
+enum impl {
+  MM_BOOKS_C,
+  MM_BOOKS,
+  MUTEX,
+  ATOMIC,
+  MM_MEM_C,
+  MM_MEM,
+  MALLOCX,
+  JE,
+  GLIBC
+};
+static const char *impl_name[] = {"mm-c",  "mm-id",   "mutex", "atomic", "mm-c",
+                                  "mm-id", "mallocx", "je",    "glibc"};
 
 static mm_t *mm;
 static unsigned arena_flags;
@@ -113,11 +128,25 @@ static pthread_barrier_t start;
 
 static void *loop(void *arg) {
   uint64_t id = (uint64_t)(uintptr_t)arg, n = 0;
+  mm_consumer *c = NULL;
+  if ((impl == MM_BOOKS_C || impl == MM_MEM_C) &&
+      mm_consumer_open(mm, 100 + id, &c) != MM_OK)
+    abort();
   pthread_barrier_wait(&start);
   while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
     for (int i = 0; i < 64; i++) {
       void *p;
       switch (impl) {
+      case MM_BOOKS_C:
+        if (mm_consumer_acquire(c, size, MM_NO_WAIT) == MM_OK)
+          mm_consumer_release(c, size);
+        break;
+      case MM_MEM_C:
+        if (mm_consumer_alloc(c, size, MM_NO_WAIT, &p) == MM_OK) {
+          *(volatile char *)p = 1;
+          mm_consumer_free(c, p);
+        }
+        break;
       case MM_BOOKS:
         if (mm_acquire_execution(mm, id, size, MM_NO_WAIT) == MM_OK)
           mm_release_execution(mm, id, size);
@@ -155,6 +184,8 @@ static void *loop(void *arg) {
     }
     n += 64;
   }
+  if (c)
+    mm_consumer_close(c);
   return (void *)(uintptr_t)n;
 }
 
@@ -185,17 +216,32 @@ static double run(enum impl which, size_t bytes, int nthreads) {
 
 static FILE *csv;
 
-static void row(const char *bench, enum impl which, size_t bytes,
-                double out[NTHREADS]) {
-  printf("%-10s %-8s %8zu", bench, impl_name[which], bytes);
-  for (int i = 0; i < NTHREADS; i++) {
-    out[i] = run(which, bytes, threads_list[i]);
-    printf(" %11.0f", out[i]);
-    if (csv)
-      fprintf(csv, "%s,%s,%zu,%d,%.0f\n", bench, impl_name[which], bytes,
-              threads_list[i], out[i]);
+static double median3(double a, double b, double c) {
+  return a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
+}
+
+/* One table: for each thread count, three rounds in which the
+ * implementations take turns; the median of each. */
+static void table(const char *bench, const enum impl *which, int nimpl,
+                  size_t bytes, double out[][NTHREADS]) {
+  for (int t = 0; t < NTHREADS; t++) {
+    double r[8][3];
+    for (int round = 0; round < 3; round++)
+      for (int k = 0; k < nimpl; k++)
+        r[k][round] = run(which[k], bytes, threads_list[t]);
+    for (int k = 0; k < nimpl; k++)
+      out[k][t] = median3(r[k][0], r[k][1], r[k][2]);
   }
-  printf("\n");
+  for (int k = 0; k < nimpl; k++) {
+    printf("%-10s %-8s %8zu", bench, impl_name[which[k]], bytes);
+    for (int t = 0; t < NTHREADS; t++) {
+      printf(" %11.0f", out[k][t]);
+      if (csv)
+        fprintf(csv, "%s,%s,%zu,%d,%.0f\n", bench, impl_name[which[k]], bytes,
+                threads_list[t], out[k][t]);
+    }
+    printf("\n");
+  }
   fflush(stdout);
 }
 
@@ -235,34 +281,32 @@ int main(int argc, char **argv) {
     printf(" %8d thr", threads_list[i]);
   printf("\n");
 
-  double books[3][NTHREADS];
-  row("accounting", MM_BOOKS, 4096, books[0]);
-  row("accounting", MUTEX, 4096, books[1]);
-  row("accounting", ATOMIC, 4096, books[2]);
+  static const enum impl books_impl[] = {MM_BOOKS_C, MM_BOOKS, MUTEX, ATOMIC};
+  double books[4][NTHREADS];
+  table("accounting", books_impl, 4, 4096, books);
 
+  static const enum impl mem_impl[] = {MM_MEM_C, MM_MEM, MALLOCX, JE, GLIBC};
   const size_t sizes[] = {64, 4096, 65536, 1 << 20};
-  double mem[4][4][NTHREADS];
+  double mem[4][5][NTHREADS];
   for (int s = 0; s < 4; s++)
-    for (int k = 0; k < 4; k++)
-      row("memory", (enum impl)(MM_MEM + k), sizes[s], mem[s][k]);
+    table("memory", mem_impl, 5, sizes[s], mem[s]);
 
-  printf("\nratios%-28s", "");
+  printf("\nratios (medians of 3)%-13s", "");
   for (int i = 0; i < NTHREADS; i++)
     printf(" %8d thr", threads_list[i]);
   printf("\n");
-  ratios("accounting mm / mutex", books[0], books[1]);
-  ratios("accounting mm / atomic", books[0], books[2]);
+  ratios("accounting mm-c / mutex", books[0], books[2]);
+  ratios("accounting mm-c / atomic", books[0], books[3]);
+  ratios("accounting mm-id / mm-c", books[1], books[0]);
   for (int s = 0; s < 4; s++) {
     char what[64];
-    snprintf(what, sizeof what, "%zu B mm / mallocx", sizes[s]);
-    ratios(what, mem[s][0], mem[s][1]);
-    snprintf(what, sizeof what, "%zu B mm / glibc", sizes[s]);
-    ratios(what, mem[s][0], mem[s][3]);
+    snprintf(what, sizeof what, "%zu B mm-c / mallocx", sizes[s]);
+    ratios(what, mem[s][0], mem[s][2]);
+    snprintf(what, sizeof what, "%zu B mm-c / glibc", sizes[s]);
+    ratios(what, mem[s][0], mem[s][4]);
+    snprintf(what, sizeof what, "%zu B mm-id / mm-c", sizes[s]);
+    ratios(what, mem[s][1], mem[s][0]);
   }
-  double one[NTHREADS];
-  for (int i = 0; i < NTHREADS; i++)
-    one[i] = mem[1][0][0];
-  ratios("4096 B mm, N threads / 1", mem[1][0], one);
 
   mm_destroy(mm);
   if (csv)

@@ -189,9 +189,11 @@ typedef struct mm_config {
   unsigned lru_samples;           /* MM_EVICT_SAMPLED_LRU: unpinned pages
                                      compared per victim; 0 means 5; at
                                      most 64 */
-  size_t cpu_cache_bytes;         /* freed blocks parked per CPU for reuse
-                                     (mm_exec_alloc, mm_storage_alloc);
-                                     0 means 256 KiB; at most 64 MiB */
+  size_t cpu_cache_bytes;         /* freed blocks parked per thread for
+                                     reuse (blocks of up to 16 KiB: see
+                                     "Real memory"); 0 means 256 KiB; at
+                                     most 64 MiB.  (Named for the per-CPU
+                                     caches it first bounded.) */
 } mm_config;
 
 /*
@@ -279,10 +281,13 @@ MM_API void mm_destroy(mm_t *mm);
  *   MM_ETIMEDOUT  held until @timeout_ns passed; nothing charged;
  *   MM_ECANCELED  held, and the manager was destroyed.
  * Thread-safe.  Lock-free when it does not wait.  The first acquire of an
- * exec id creates a small record for it, kept until
- * mm_release_all_execution(@exec_id).  Must not be called with a timeout
- * from a grant callback for a request that only a later callback would
- * make room for (callbacks run one at a time).
+ * exec id creates its own consumer (see "Consumers"), kept until
+ * mm_release_all_execution(@exec_id); the id-based calls are thin
+ * wrappers over that consumer's calls, and each thread remembers the few
+ * exec ids it used last, so that a call finds the consumer without a
+ * lookup.  Must not be called with a timeout from a grant callback for a
+ * request that only a later callback would make room for (callbacks run
+ * one at a time).
  */
 MM_API mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
                                       int64_t timeout_ns);
@@ -292,18 +297,21 @@ MM_API mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
  *
  * Borrowed capacity is repaid to the storage pool first: once execution
  * use is back at or under its initial size, both pools are exactly at
- * their initial sizes again.  Releasing down to zero keeps the exec id's
- * record for reuse; mm_release_all_execution() drops it.
+ * their initial sizes again (up to the spare quota consumers keep, see
+ * "Consumers").  Releasing down to zero keeps the exec id's consumer for
+ * reuse; mm_release_all_execution() drops it.
  *
- * Bytes that mm_exec_alloc charged to @exec_id are returned by
- * mm_exec_free, not here: the id's record holds one number and cannot
- * refuse, and a block whose bytes were returned here stays allocated but
- * uncharged until it is freed.
+ * What is returned here is what the id-based calls charged (the exec id's
+ * own consumer's), not what consumer handles of the id hold.  Bytes that
+ * mm_exec_alloc charged are returned by mm_exec_free: they may be
+ * returned here too (the books hold one number per consumer), and the
+ * block then stays allocated but uncharged until it is freed, whose free
+ * returns what the books still hold, never below zero.
  *
  * Returns MM_OK, or
- *   MM_EINVAL  @mm is NULL, @bytes is 0, or @bytes is more than @exec_id
- *              holds (an exec id that holds nothing holds 0 bytes); nothing
- *              changed.
+ *   MM_EINVAL  @mm is NULL, @bytes is 0, or @bytes is more than @exec_id's
+ *              own consumer holds (an exec id that holds nothing holds 0
+ *              bytes); nothing changed.
  * Thread-safe, lock-free.
  */
 MM_API mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes);
@@ -311,6 +319,11 @@ MM_API mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes);
 /*
  * mm_release_all_execution - the task behind @exec_id ended or failed:
  * return everything it holds and drop its record.
+ *
+ * Every consumer of @exec_id is closed: its own (the id-based calls') and
+ * every handle opened on it with mm_consumer_open (their calls answer
+ * MM_EINVAL from then on; mm_consumer_close still frees them).  Blocks
+ * still allocated become orphans (see mm_consumer_free).
  *
  * Returns the bytes released: exactly what @exec_id held (0 for an
  * unknown id, or if @mm is NULL).  Thread-safe, lock-free; an acquire for
@@ -320,9 +333,9 @@ MM_API mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes);
 MM_API size_t mm_release_all_execution(mm_t *mm, uint64_t exec_id);
 
 /*
- * mm_execution_held - the bytes @exec_id holds now (0 if unknown, or if
- * @mm is NULL).  Thread-safe; exact when no call on the same id is in
- * flight.
+ * mm_execution_held - the bytes @exec_id holds now, its own consumer's and
+ * every open handle's of it (0 if unknown, or if @mm is NULL).
+ * Thread-safe; exact when no call on the same id is in flight.
  */
 MM_API size_t mm_execution_held(const mm_t *mm, uint64_t exec_id);
 
@@ -363,7 +376,10 @@ MM_API mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,
  * mm_grant_fn - the outcome of an asynchronous request held by
  * mm_acquire_async: MM_OK (granted in full: the bytes are charged, or the
  * page registered, before the call), MM_ETIMEDOUT or MM_ECANCELED
- * (nothing charged).  Called exactly once per held request.
+ * (nothing charged), or, for execution, MM_ENOMEM (the exec id's record
+ * could not be allocated when the grant came: nothing charged; rare, and
+ * only when the id's record was dropped by mm_release_all_execution while
+ * the request was held).  Called exactly once per held request.
  *
  * Callbacks run on the manager's own service thread, one at a time, in
  * the order their outcomes were handed to it; never on the thread that
@@ -481,14 +497,25 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  * involved), charged at the size jemalloc really hands out (its size
  * class), before the block exists, and uncharged after it is freed.  The
  * memory the manager holds is what it has charged, plus:
- *   - freed blocks parked in per-CPU caches for reuse (mm_config
- *     .cpu_cache_bytes per CPU at most; parked only while the budget has
- *     room for every cache to be full, and given back to the arena as
- *     soon as a request finds the budget full or is held);
+ *   - freed blocks of up to 16 KiB parked in per-thread caches for reuse
+ *     (each thread that uses the manager has its own, of at most
+ *     mm_config.cpu_cache_bytes; blocks are parked only while the budget
+ *     has room for every cache to be full, and given back to the arena as
+ *     soon as the budget comes that close to full, a request finds it
+ *     full, or one is held: those of a thread in a call at that moment at
+ *     its next call, where the kernel lacks membarrier(2) those of every
+ *     thread at its next call; and a thread's when it exits);
  *   - while an eviction made for a block runs its callbacks, that block:
  *     it is made before any victim goes (so that an allocator failure
  *     evicts nothing), and the victims' memory is freed as each callback
  *     returns.
+ * Beside the arena the manager keeps a tag of 4 bytes for every 16 bytes
+ * of its address range, committed a page of tags (4 KiB) for each 16 KiB
+ * of the range where execution blocks start: a quarter more than the
+ * arena's pages that hold them, where those pages lie together (storage
+ * pages carry no tag).  It is what lets a free check its pointer without
+ * reading the memory it points to (see mm_consumer_free), and it is not
+ * charged to the budget.
  */
 
 /*
@@ -498,15 +525,18 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  * mm_acquire_execution would (borrowing, eviction, holding with
  * @timeout_ns), then allocates it.  Free it with mm_exec_free.
  *
- * Returns MM_OK and the block in *@out, or
+ * Returns MM_OK and the block in *@out (16-byte aligned), or
  *   MM_EINVAL     @mm or @out is NULL, @size is 0 or more than
- *                 max_execution_request, @timeout_ns is below -1, or
- *                 called from an eviction callback;
+ *                 max_execution_request, its size class is more than the
+ *                 budget, @timeout_ns is below -1, or called from an
+ *                 eviction callback;
  *   MM_ENOMEM     MM_NO_WAIT and it does not fit, or the allocator failed
  *                 (the charge is rolled back, nothing was evicted; also
  *                 for a request held and then granted);
  *   MM_ETIMEDOUT, MM_ECANCELED  as for mm_acquire_execution.
- * Thread-safe.  A block may be freed on another thread.
+ * Thread-safe.  A block may be freed on another thread.  The block is
+ * charged to the exec id's own consumer, exactly as
+ * mm_consumer_alloc on it would.
  */
 MM_API mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
                                int64_t timeout_ns, void **out);
@@ -514,13 +544,17 @@ MM_API mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
 /*
  * mm_exec_free - free a block from mm_exec_alloc(@exec_id) and uncharge it.
  *
+ * Checked as mm_consumer_free checks; a block of a consumer handle of
+ * @exec_id is freed too (and uncharged from that handle).
+ *
  * Returns MM_OK, or
  *   MM_EINVAL  @mm or @ptr is NULL, @ptr is not a live block of the
- *              manager's, or it was allocated for another exec id; the
- *              memory @ptr points to is not touched.
+ *              manager's, or it was allocated for another exec id whose
+ *              consumer is open; nothing changed, and the memory @ptr
+ *              points to is not touched.
  * Thread-safe.  Free an exec id's blocks before mm_release_all_execution
- * of that id: a block freed after it is freed, but its bytes had already
- * been returned with the id's others.
+ * of that id: a block freed after it is an orphan (mm_consumer_free), its
+ * bytes returned with the id's others already.
  */
 MM_API mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr);
 
@@ -548,11 +582,162 @@ MM_API mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
                                   int64_t timeout_ns, void **out);
 
 /*
- * mm_trim - free the blocks parked in the per-CPU caches and give the
- * manager's unused backing pages back to the system.  A cache that
- * another call is using at that moment is skipped (it never waits), so
- * with no other call running, mm_stats.cache_parked_bytes reads 0 after
- * it.  @mm may be NULL (nothing happens).  Thread-safe.
+ * Consumers.
+ *
+ * A consumer is a handle on an exec id for the code that uses its
+ * execution memory most -- an operator, a hash table, a sort: it finds no
+ * id, and it serves most requests from quota it reserved from the pool
+ * ahead of use, so that most of its calls touch no memory another thread
+ * writes.  Its books are one word, changed by one CAS per call: the bytes
+ * its callers hold, and its spare quota (charged to the pool, held by
+ * nobody yet).  A consumer reserves a quantum at a time (total_bytes / 64,
+ * at most 1 MiB; budgets under 256 KiB are charged exactly) and keeps at
+ * most two quanta spare, so the books charge at least what is held and at
+ * most two quanta more per consumer (mm_stats.execution_credit_bytes shows
+ * the sum).  Before any request is declined, evicts or is held, every
+ * consumer's spare goes back to the pool: a request that fits in truly
+ * free memory is never declined or held because quota sits with another
+ * consumer.  While any request is held, consumers take no spare (their
+ * acquires queue behind held ones, as every acquire does) and give back
+ * every byte they release.
+ *
+ * A consumer belongs to its exec id: mm_execution_held(exec_id) counts
+ * what it holds, and mm_release_all_execution(exec_id) closes it (its
+ * books go back to the pool, and its calls answer MM_EINVAL from then on;
+ * mm_consumer_close still frees the handle).  The id-based calls
+ * (mm_acquire_execution, mm_exec_alloc ...) use the exec id's own
+ * consumer, made on its first use: what they charge is returned by them
+ * (mm_release_execution, mm_exec_free), what a handle charges by it.
+ *
+ * Every call may be made from any thread, and from several at once on one
+ * consumer (a parallel operator), without a lock; the common acquire,
+ * release, alloc and free are one CAS on the consumer's books and, for
+ * blocks, the calling thread's own cache.  A consumer holds at most
+ * 4 TiB (2^42 bytes).  Every wait option, the held-request rules and
+ * eviction are as for mm_acquire_execution.
+ */
+typedef struct mm_consumer mm_consumer;
+
+/*
+ * mm_consumer_open - a new consumer of @exec_id, in *@out.
+ *
+ * Returns MM_OK, or MM_EINVAL (@mm or @out is NULL), or MM_ENOMEM (its
+ * record could not be allocated; *@out untouched).  Thread-safe.
+ */
+MM_API mm_status mm_consumer_open(mm_t *mm, uint64_t exec_id,
+                                  mm_consumer **out);
+
+/*
+ * mm_consumer_close - return everything @c holds, its spare quota and its
+ * blocks' charges, to the pool, and free the handle.  Blocks it allocated
+ * and did not free stay allocated but uncharged: free them with
+ * mm_consumer_free through another consumer, or mm_exec_free, which give
+ * back their memory and touch no books (they are orphans).
+ *
+ * Returns MM_OK, or MM_EINVAL if @c is NULL.  Must not race with other
+ * calls on @c; after it, @c is gone.
+ */
+MM_API mm_status mm_consumer_close(mm_consumer *c);
+
+/*
+ * mm_consumer_acquire - charge @bytes of execution memory to @c: from its
+ * spare quota, or from the pool as mm_acquire_execution would (borrowing,
+ * eviction, holding with @timeout_ns).
+ *
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed, @bytes is 0 or more
+ * than max_execution_request, @timeout_ns is below -1, @c would hold more
+ * than 2^42 bytes, or called from an eviction callback), or MM_ENOMEM,
+ * MM_ETIMEDOUT as for mm_acquire_execution, or MM_ECANCELED (held, and
+ * the manager was destroyed or @c was closed by mm_release_all_execution
+ * meanwhile: nothing charged).  Lock-free when it does not wait.
+ */
+MM_API mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
+                                     int64_t timeout_ns);
+
+/*
+ * mm_consumer_release - return @bytes that @c holds.
+ *
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed, @bytes is 0, or more
+ * than @c holds; nothing changed).  Lock-free.
+ */
+MM_API mm_status mm_consumer_release(mm_consumer *c, size_t bytes);
+
+/*
+ * mm_consumer_held - the bytes @c holds (0 if @c is NULL or closed).
+ * Exact when no call on @c is in flight.
+ */
+MM_API size_t mm_consumer_held(const mm_consumer *c);
+
+/*
+ * mm_consumer_alloc - allocate @size bytes of execution memory charged to
+ * @c: its size class is charged as mm_consumer_acquire would (borrowing,
+ * eviction, holding with @timeout_ns), then the block is made; free it
+ * with mm_consumer_free.
+ *
+ * Returns MM_OK and the block in *@out (16-byte aligned), or MM_EINVAL
+ * (@c or @out is NULL, @c is closed, @size is 0 or more than
+ * max_execution_request, or its size class more than the budget), or the
+ * statuses of mm_consumer_acquire, or MM_ENOMEM when the allocator failed
+ * (the charge is rolled back, nothing was evicted).  Lock-free when it
+ * does not wait and the caller's cache can serve it.
+ */
+MM_API mm_status mm_consumer_alloc(mm_consumer *c, size_t size,
+                                   int64_t timeout_ns, void **out);
+
+/* mm_consumer_calloc - mm_consumer_alloc of @n * @size zeroed bytes;
+ * MM_EINVAL also if @n or @size is 0 or their product overflows. */
+MM_API mm_status mm_consumer_calloc(mm_consumer *c, size_t n, size_t size,
+                                    int64_t timeout_ns, void **out);
+
+/*
+ * mm_consumer_realloc - resize block @ptr of @c to @size bytes, in *@out.
+ *
+ * @ptr NULL is mm_consumer_alloc.  A block that must grow past its size
+ * class moves: a new one is charged and made (borrowing, eviction, holding
+ * with @timeout_ns), the contents copied, the old one freed; if that
+ * fails, @ptr is untouched and still charged.  A block that stays in its
+ * class, or shrinks, stays where it is, charged as before (a shrink never
+ * fails).  Returns MM_OK, or the statuses of mm_consumer_alloc, or
+ * MM_EINVAL if @ptr is not a live block of @c's (as for mm_consumer_free).
+ */
+MM_API mm_status mm_consumer_realloc(mm_consumer *c, void *ptr, size_t size,
+                                     int64_t timeout_ns, void **out);
+
+/*
+ * mm_consumer_free - free block @ptr of @c and return its charge.
+ *
+ * What is checked, and never by reading the memory @ptr points to: that
+ * @ptr lies in the manager's own address range and is 16-byte aligned
+ * (any other pointer is refused), and, from a tag the manager keeps for
+ * every 16 bytes of that range, that a live block starts at @ptr (a
+ * pointer into a block, a freed one -- a double free, even from two
+ * threads at once: one of them wins -- or a storage page's memory is
+ * refused) and that it is @c's (another open consumer's is refused).  A
+ * block whose consumer was closed (an orphan) is freed by any free call:
+ * its memory goes back, no books change.  The tag names the consumer by
+ * a 26-bit key, reused only once 2^26 consumers were opened after it and
+ * it was closed: an orphan freed so late through the consumer that holds
+ * its key again would be uncharged from that consumer (never below zero).
+ *
+ * Returns MM_OK, or MM_EINVAL (@c or @ptr is NULL, or refused as above:
+ * nothing changed).  Lock-free when the caller's cache can take it.
+ */
+MM_API mm_status mm_consumer_free(mm_consumer *c, void *ptr);
+
+/*
+ * mm_usable_size - the usable bytes of live execution block @ptr (its
+ * size class), or 0 if @ptr is not one (checked as mm_consumer_free
+ * checks, without reading the memory), or @mm is NULL.
+ */
+MM_API size_t mm_usable_size(mm_t *mm, const void *ptr);
+
+/*
+ * mm_trim - free the blocks parked in the per-thread caches and give the
+ * manager's unused backing pages back to the system.  A cache whose thread
+ * is in a call at that moment is emptied by that thread at its next call
+ * (it never waits), so with no other call running, and membarrier(2)
+ * available, mm_stats.cache_parked_bytes reads 0 after it.  @mm may be
+ * NULL (nothing happens).  Thread-safe.
  */
 MM_API void mm_trim(mm_t *mm);
 
@@ -587,7 +772,7 @@ typedef struct mm_stats {
   uint64_t evictions;              /* pages evicted */
   uint64_t evicted_bytes;          /* bytes of the pages evicted */
   uint64_t storage_pages;          /* storage pages registered now */
-  uint64_t execution_ids;          /* exec ids with a record now */
+  uint64_t execution_ids;          /* exec ids with an own consumer now */
   /* The manager's backing memory (its private jemalloc arena): bytes in
    * blocks handed out, in pages the arena uses, resident in RAM.
    * backing_allocated_bytes <= execution_used_bytes + storage_used_bytes
@@ -596,16 +781,15 @@ typedef struct mm_stats {
   uint64_t backing_allocated_bytes;
   uint64_t backing_active_bytes;
   uint64_t backing_resident_bytes;
-  /* Blocks freed and parked in the per-CPU caches (allocated, no longer
-   * charged): at most ncpu * cpu_cache_bytes, and kept near 0 when the
-   * budget is nearly used up. */
+  /* Blocks freed and parked in the per-thread caches (allocated, no
+   * longer charged): at most cpu_cache_bytes for each thread that uses
+   * the manager, and none while the budget is nearly used up. */
   uint64_t cache_parked_bytes;
-  /* Execution bytes charged ahead on CPUs and not used yet (the per-CPU
-   * credit).  The picture above is the books', as if it were given back;
-   * it is at most ncpu * 2 * batch (batch = min(total / (16 * ncpu),
-   * 256 KiB)), plus a batch for each thread in the middle of parking one
-   * (a moment), and is given back before any request is declined, evicts
-   * or waits. */
+  /* Execution quota that consumers reserved from the pools ahead of use
+   * and hold for nobody yet (their spare: see "Consumers").  The picture
+   * above is the books', as if it were given back (execution_used_bytes
+   * does not count it); it is at most two quanta per consumer, and is
+   * given back before any request is declined, evicts or is held. */
   uint64_t execution_credit_bytes;
   /* Held acquires granted after waiting (a part of granted; the others
    * that were held timed out, were cancelled, or were declined because

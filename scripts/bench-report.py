@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """bench-report.py RUN.csv [RUN.csv ...] -- medians of mm-bench-alloc runs.
 
+mm-bench-alloc already reports the median of three rounds per point; with
+several runs, this takes the median of their medians.
+
 Prints a markdown table of the medians (operations per second) and the
 ratios against the baselines, and writes docs/results/alloc.svg: throughput
 against threads, one line per implementation (log scale).  Needs only the
@@ -34,14 +37,13 @@ def ratio(a, b):
 print()
 print("| ratio | " + " | ".join(f"{t} thr" for t in threads) + " |")
 print("|---|" + "---:|" * len(threads))
-print(f"| accounting mm ÷ mutex | {ratio(('accounting', 'mm', 4096), ('accounting', 'mutex', 4096))} |")
-print(f"| accounting mm ÷ atomic | {ratio(('accounting', 'mm', 4096), ('accounting', 'atomic', 4096))} |")
+print(f"| accounting mm-c ÷ mutex | {ratio(('accounting', 'mm-c', 4096), ('accounting', 'mutex', 4096))} |")
+print(f"| accounting mm-c ÷ atomic | {ratio(('accounting', 'mm-c', 4096), ('accounting', 'atomic', 4096))} |")
+print(f"| accounting mm-id ÷ mm-c | {ratio(('accounting', 'mm-id', 4096), ('accounting', 'mm-c', 4096))} |")
 for b in (64, 4096, 65536, 1 << 20):
-    print(f"| {b} B mm ÷ mallocx | {ratio(('memory', 'mm', b), ('memory', 'mallocx', b))} |")
-    print(f"| {b} B mm ÷ glibc | {ratio(('memory', 'mm', b), ('memory', 'glibc', b))} |")
-one = med[("memory", "mm", 4096, 1)]
-print("| 4096 B mm, N thr ÷ 1 thr | " +
-      " | ".join(f"{med[('memory', 'mm', 4096, t)] / one:.2f}" for t in threads) + " |")
+    print(f"| {b} B mm-c ÷ mallocx | {ratio(('memory', 'mm-c', b), ('memory', 'mallocx', b))} |")
+    print(f"| {b} B mm-c ÷ glibc | {ratio(('memory', 'mm-c', b), ('memory', 'glibc', b))} |")
+    print(f"| {b} B mm-id ÷ mm-c | {ratio(('memory', 'mm-id', b), ('memory', 'mm-c', b))} |")
 
 # The plot: accounting and 4 KiB memory, ops/s against threads, log y.
 W, H, L, R, T, B = 760, 420, 70, 200, 30, 50
@@ -53,7 +55,7 @@ def y(v): return T + (hi - math.log10(v)) * (H - T - B) / (hi - lo)
 colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
 out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{L}" y="18">operations per second, 4 KiB, median of {len(sys.argv) - 1} runs (log scale)</text>']
+       f'<text x="{L}" y="18">operations per second, 4 KiB, medians (log scale)</text>']
 for e in range(math.ceil(lo), math.floor(hi) + 1):
     out.append(f'<line x1="{L}" x2="{W - R}" y1="{y(10 ** e):.1f}" y2="{y(10 ** e):.1f}" stroke="#ddd"/>')
     out.append(f'<text x="{L - 8}" y="{y(10 ** e) + 4:.1f}" text-anchor="end">1e{e}</text>')

@@ -18,14 +18,6 @@
  */
 #include "mm_internal.h"
 
-/* Give back a charge that was never granted: held requests may use it. */
-static void uncharge(mm_t *mm, mm_pool pool, uint64_t bytes) {
-  if (pool == MM_POOL_EXECUTION)
-    mmi_credit_uncharge(mm, bytes);
-  else
-    mmi_give_back(mm, pool, bytes);
-}
-
 /* The charge for @bytes of @pool, or 0 if no pool could ever grant it. */
 static uint64_t request_bytes(const mm_t *mm, mm_pool pool, size_t bytes) {
   if (bytes == 0)
@@ -46,7 +38,7 @@ struct block_commit {
 
 static bool commit_block(void *arg) {
   struct block_commit *bc = arg;
-  bc->grant->block = mmi_block_alloc(bc->mm, bc->grant->block_size);
+  bc->grant->block = mmi_block_alloc(&bc->mm->caches, bc->grant->block_size);
   return bc->grant->block != NULL;
 }
 
@@ -61,23 +53,24 @@ static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
 
 /* Charge @bytes of @pool now: from free memory, or by evicting unpinned
  * storage pages (all or nothing).  For execution, *@spare is a record the
- * grant's attribution can use, allocated before anything is evicted; for
- * real memory (@grant with a block size) a grant by eviction makes the
- * block first, and NO_BLOCK says the allocator failed (nothing evicted). */
+ * grant's credit can use (an exec id with no own consumer), allocated
+ * before anything is evicted; for real memory (@grant with a block size)
+ * a grant by eviction makes the block first, and NO_BLOCK says the
+ * allocator failed (nothing evicted). */
 static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
-                      struct mmi_exec **spare, mmi_grant *grant) {
-  if (pool == MM_POOL_EXECUTION && mmi_credit_charge(mm, bytes))
-    return CHARGED;
+                      struct mm_consumer **spare, mmi_grant *grant) {
   if (charge(mm, pool, bytes))
-    return CHARGED;
-  /* The exact path: credit parked on CPUs goes back to the pool word
+    goto charged;
+  /* The exact path: quota parked in consumers goes back to the pool word
    * before anything is evicted or declined. */
-  if (mmi_credit_reclaim(mm) && charge(mm, pool, bytes))
-    return CHARGED;
-  mmi_blocks_reclaim(mm); /* the budget is full: no block parked idle */
+  if (mmi_consumers_reclaim(mm) && charge(mm, pool, bytes))
+    goto charged;
+  /* The budget is full: no block parked idle. */
+  mmi_tcaches_squeeze(&mm->caches, true);
   if (mmi_pool_storage_used(&mm->pool) == 0)
     return NO_ROOM; /* no page to evict */
-  if (pool == MM_POOL_EXECUTION && !(*spare = mmi_exec_spare_new()))
+  bool by_id = !grant || !grant->consumer || grant->consumer->dflt;
+  if (pool == MM_POOL_EXECUTION && by_id && !(*spare = mmi_consumer_spare()))
     return NO_ROOM;
   struct block_commit bc = {mm, grant};
   bool real = grant && grant->block_size;
@@ -86,6 +79,29 @@ static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
   return r == MMI_EVICT_DONE         ? CHARGED
          : r == MMI_EVICT_BACKED_OUT ? NO_BLOCK
                                      : NO_ROOM;
+charged:
+  mmi_pressure_update(mm);
+  return CHARGED;
+}
+
+/* Execution bytes charged now become held: by the consumer of @grant, or
+ * the exec id's own (the one it has now, when the consumer was its own and
+ * closed meanwhile, or none was named).  MM_EINVAL if a consumer handle
+ * was closed under its own call; MM_ENOMEM if the id's own consumer had to
+ * be made and could not. */
+static mm_status credit(mm_t *mm, uint64_t id, uint64_t bytes,
+                        struct mm_consumer **spare, mmi_grant *grant) {
+  struct mm_consumer *c = grant ? grant->consumer : NULL;
+  uint32_t key;
+  if (c && mmi_consumer_credit(c, bytes))
+    key = (uint32_t)c->node.key;
+  else if (c && !c->dflt)
+    return MM_EINVAL;
+  else if (!(key = mmi_exec_credit(mm, id, bytes, spare)))
+    return MM_ENOMEM;
+  if (grant)
+    grant->key = key;
+  return MM_OK;
 }
 
 mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
@@ -94,7 +110,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                               mmi_grant *grant) {
   mm_status st;
   struct mmi_page *pg = NULL;
-  struct mmi_exec *spare = NULL;
+  struct mm_consumer *spare = NULL;
 
   if (grant) {
     grant->block = NULL;
@@ -110,7 +126,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
     }
     if (!(pg = mmi_page_new(id, bytes))) {
       st = MM_ENOMEM;
-      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+      mmi_count(mm, MMI_DECLINED, 1);
       goto out;
     }
     if ((st = mmi_page_reserve(mm, pg)) != MM_OK) {
@@ -128,7 +144,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   }
   if (charged == NO_BLOCK) {
     st = MM_ENOMEM; /* the allocator failed; nothing was evicted */
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    mmi_count(mm, MMI_DECLINED, 1);
     goto out;
   }
   if (charged == CHARGED) {
@@ -139,22 +155,22 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
         mmi_page_activate(mm, pg, 0);
       pg = NULL;
       st = MM_OK;
-    } else if ((st = mmi_exec_attribute(mm, id, bytes, &spare,
-                                        grant ? &grant->exec_gen : NULL)) !=
-               MM_OK) {
-      /* Out of memory for its record.  (Not after an eviction: that made
-       * the spare record first, which cannot fail to serve.) */
-      uncharge(mm, pool, bytes);
-      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    } else if ((st = credit(mm, id, bytes, &spare, grant)) != MM_OK) {
+      mmi_give_back(mm, pool, bytes);
+      mmi_count(mm, MMI_DECLINED, 1);
+      if (grant && grant->block) {
+        mmi_block_free(&mm->caches, grant->block, grant->block_size);
+        grant->block = NULL;
+      }
       goto out;
     }
-    mmi_count_add(&mm->counters, MMI_GRANTED, 1);
+    mmi_count(mm, MMI_GRANTED, 1);
     goto out;
   }
 
   if (timeout_ns == MM_NO_WAIT) {
     st = MM_ENOMEM;
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    mmi_count(mm, MMI_DECLINED, 1);
     goto out;
   }
 
@@ -162,7 +178,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   struct mmi_page *reserved = pg;
   pg = NULL;
   if (spare)
-    mmi_exec_spare_free(spare);
+    mmi_consumer_spare_free(spare);
   spare = NULL;
   if (cb) {
     st = mmi_held_hold(mm, pool, id, bytes, timeout_ns, reserved, NULL, cb, ctx,
@@ -180,7 +196,7 @@ out:
   if (pg)
     mmi_page_abandon(mm, pg);
   if (spare)
-    mmi_exec_spare_free(spare);
+    mmi_consumer_spare_free(spare);
   mmi_rcu_read_unlock();
   return st;
 }
@@ -196,12 +212,6 @@ static mm_status acquire_checked(mm_t *mm, mm_pool pool, uint64_t id,
     return MM_EINVAL;
   return mmi_request_acquire(mm, pool, id, charge_bytes, timeout_ns, cb, ctx,
                              ticket, NULL);
-}
-
-mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
-                               int64_t timeout_ns) {
-  return acquire_checked(mm, MM_POOL_EXECUTION, exec_id, bytes, timeout_ns,
-                         NULL, NULL, NULL);
 }
 
 mm_status mm_acquire_storage(mm_t *mm, uint64_t page_id, size_t bytes,

@@ -1,114 +1,119 @@
 /*
- * alloc.c -- real memory on top of the books: mm_exec_alloc, mm_exec_free,
- * mm_storage_alloc.
+ * alloc.c -- real memory on top of the books: blocks for consumers and
+ * exec ids (mm_consumer_alloc, mm_exec_alloc ...), pages (mm_storage_alloc).
  *
  * Every block is charged before it exists and uncharged after it is gone,
- * at the size the backing allocator really hands out, so that at every
- * moment the memory allocated is at most the memory charged:
+ * at the size the backing allocator really hands out (its size class), so
+ * that the memory allocated is at most the memory charged, plus what the
+ * caches park:
  *
- *   alloc: charge (the same front door as mm_acquire_*: wait, evict ...)
- *          -> allocate -> record;   a failed allocation uncharges.
- *   free:  unrecord (one CAS decides: a double free is refused) -> free
- *          -> uncharge.
+ *   alloc: charge the consumer (from its spare quota, or the front door:
+ *          wait, evict ...) -> make the block -> tag it with the
+ *          consumer;  a failed allocation uncharges.
+ *   free:  take the tag (one exchange decides: a double free finds 0) ->
+ *          free the block -> uncharge the consumer it names.
  *
- * Execution blocks are recorded in mm->allocs (block address -> exec id
- * and size), so that mm_exec_free can refuse a pointer that is not the
- * manager's, or not that exec id's, without touching the memory it points
- * to.  A storage page's block hangs off its page record: the page is
- * charged and left pending, given its block, and only then made live,
- * born pinned, so nobody ever sees a page without its memory.  It is
- * freed when the page is released, or evicted (after the callback).
+ * No record per block: the tag of a block's first 16 bytes (backing.c's
+ * table beside the arena's reservation) is the 32-bit key of the consumer
+ * it was charged to, 0 while no live block starts there.  So a free
+ * refuses, without reading the memory it points to, a pointer outside the
+ * arena's reservation or not 16-byte aligned; and, from the tag alone, a
+ * pointer that is no live block's start (into a block, freed already, a
+ * page's memory) or another open consumer's block.  A block whose
+ * consumer was closed (its charge returned with the rest) is an orphan:
+ * its free gives the memory back and touches no books.  A storage page's
+ * block hangs off its page record, untagged: the page is charged and left
+ * pending, given its block, and only then made live, born pinned.
  */
 #include "mm_internal.h"
 
-enum { ALLOC_LIVE, ALLOC_FREED };
+#include <string.h>
 
-typedef struct mmi_alloc {
-  mmi_node node; /* key: the block's address */
-  uint64_t exec_id;
-  uint64_t exec_gen; /* the incarnation of the id that was charged */
-  uint64_t charged;  /* its size class: what the books hold and what the
-                        block is freed with */
-  mm_atomic_u32 state;
-} mmi_alloc;
+/* A live block's tag: its consumer's key (MMI_KEY_BITS) and its class in
+ * the caches (TAG_NONE: a class no cache keeps; the arena knows its
+ * size). */
+#define TAG_CLASS_BITS (32 - MMI_KEY_BITS)
+#define TAG_NONE       ((1u << TAG_CLASS_BITS) - 1)
+_Static_assert(MMI_TCACHE_CLASSES < TAG_NONE, "a class does not fit a tag");
 
-void *mmi_block_alloc(mm_t *mm, size_t size) {
-  void *p = mmi_cache_alloc(&mm->caches, &mm->backing, size);
-  if (p)
-    mmi_backing_hand_out(p, size);
-  return p;
+static inline uint32_t tag_make(uint32_t key, unsigned cls) {
+  return key << TAG_CLASS_BITS | (cls == MMI_TCACHE_NONE ? TAG_NONE : cls);
 }
-
-void mmi_block_free(mm_t *mm, void *p, size_t size) {
-  mmi_backing_take_back(p, size);
-  /* Park the block only while the budget has room for every cache to be
-   * full: near the limit, memory goes straight back to the arena, so what
-   * the arena holds stays close to what the books charge. */
-  uint64_t used = mmi_pool_used_guess(&mm->pool);
-  bool park = used + (uint64_t)mm->caches.ncpu * mm->caches.bound <=
-              mm->cfg.total_bytes;
-  mmi_cache_free(&mm->caches, &mm->backing, p, size, park);
-}
-
-void mmi_blocks_reclaim(mm_t *mm) {
-  if (mmi_caches_parked(&mm->caches))
-    mmi_caches_drain(&mm->caches, &mm->backing, false);
+static inline uint32_t tag_key(uint32_t tag) { return tag >> TAG_CLASS_BITS; }
+static inline unsigned tag_class(uint32_t tag) {
+  unsigned cls = tag & TAG_NONE;
+  return cls == TAG_NONE ? MMI_TCACHE_NONE : cls;
 }
 
 /* A grant whose block the allocator could not make is a decline after
  * all (its charge was rolled back). */
 static void count_undone_grant(mm_t *mm, const mmi_grant *g) {
-  mmi_count_sub(&mm->counters, MMI_GRANTED, 1);
+  mmi_uncount(mm, MMI_GRANTED, 1);
   if (g->inside)
-    mmi_count_sub(&mm->counters, MMI_HELD_GRANTED, 1);
-  mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+    mmi_uncount(mm, MMI_HELD_GRANTED, 1);
+  mmi_count(mm, MMI_DECLINED, 1);
 }
 
-mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
-                        int64_t timeout_ns, void **out) {
-  if (!mm || !out || size == 0 || size > mm->cfg.max_execution_request ||
-      !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(mm))
-    return MM_EINVAL;
-  uint64_t charged = mmi_backing_size(&mm->backing, size);
-  if (!charged || charged > mm->cfg.total_bytes)
-    return MM_EINVAL; /* its size class could never be granted */
-  /* The record first: nothing that can fail is left for after a grant
-   * that may have evicted. */
-  mmi_alloc *rec = mmi_meta_alloc(sizeof *rec);
-  if (!rec) {
-    mmi_count_add(&mm->counters, MMI_DECLINED, 1);
-    return MM_ENOMEM;
-  }
-  mmi_grant grant = {.block_size = charged};
-  mm_status st = mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, charged,
-                                     timeout_ns, NULL, NULL, NULL, &grant);
-  if (st != MM_OK) {
-    mmi_meta_free(rec);
+/* Return @bytes to the consumer tagged @key, if it is open. */
+static void release_to(mm_t *mm, uint32_t key, uint64_t bytes) {
+  mmi_rcu_read_lock();
+  struct mm_consumer *c = mmi_consumer_by_key(mm, key);
+  if (c)
+    (void)mmi_consumer_release(c, bytes, true);
+  mmi_rcu_read_unlock();
+}
+
+/* The size a block of @size bytes is charged at, and its class in the
+ * caches; size 0 if no request of that size may be made. */
+typedef struct block_class {
+  uint64_t size;
+  unsigned cls;
+} block_class;
+
+static block_class class_of(const mm_t *mm, size_t size) {
+  block_class k = {0, MMI_TCACHE_NONE};
+  if (size == 0 || size > mm->cfg.max_execution_request)
+    return k;
+  k.cls = mmi_tcache_class(&mm->caches, size);
+  uint64_t s = k.cls != MMI_TCACHE_NONE ? mm->caches.class_size[k.cls]
+                                        : mmi_backing_size(&mm->backing, size);
+  k.size = s <= mm->cfg.total_bytes ? s : 0; /* else never granted */
+  return k;
+}
+
+static void *make(mm_t *mm, block_class k) {
+  mmi_tcaches *s = &mm->caches;
+  void *p = k.cls != MMI_TCACHE_NONE
+                ? mmi_tcache_alloc(s, mmi_tcache_mine(s), k.cls)
+                : mmi_backing_alloc(&mm->backing, k.size);
+  if (p)
+    mmi_backing_hand_out(p, k.size);
+  return p;
+}
+
+/* A block of class @k charged to @c, or (@c NULL) to @exec_id's own
+ * consumer: charge, make, tag. */
+static mm_status block_alloc(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
+                             block_class k, int64_t timeout_ns, void **out) {
+  mmi_grant grant = {.block_size = k.size};
+  mm_status st = c ? mmi_consumer_acquire(c, k.size, timeout_ns, &grant)
+                   : mmi_exec_charge(mm, exec_id, k.size, timeout_ns, &grant);
+  if (st != MM_OK)
     goto out;
-  }
   if (grant.inside)
     mmi_test_point(mm, MMI_TP_HELD_GRANTED);
-
   /* A grant that evicted made the block already; else make it now, and if
    * the allocator fails roll every charge back (nothing was evicted). */
-  void *p = grant.block ? grant.block : mmi_block_alloc(mm, charged);
+  void *p = grant.block ? grant.block : make(mm, k);
   if (!p) {
-    mmi_meta_free(rec);
-    (void)mmi_exec_release_gen(mm, exec_id, grant.exec_gen, charged);
+    release_to(mm, grant.key, k.size);
     count_undone_grant(mm, &grant);
     st = MM_ENOMEM;
     goto out;
   }
-  rec->node.key = (uint64_t)(uintptr_t)p;
-  rec->exec_id = exec_id;
-  rec->exec_gen = grant.exec_gen;
-  rec->charged = charged;
-  mm_store_relaxed_u32(&rec->state, ALLOC_LIVE);
-  mmi_rcu_read_lock();
-  mmi_node *got = mmi_registry_insert_unique(mm->allocs, &rec->node);
-  assert(got == &rec->node); /* a live block has one address */
-  (void)got;
-  mmi_rcu_read_unlock();
+  /* release: whoever takes the tag sees the block complete */
+  mm_store_release_u32(mmi_backing_tag(&mm->backing, p),
+                       tag_make(grant.key, k.cls));
   *out = p;
 out:
   if (grant.inside)
@@ -116,35 +121,257 @@ out:
   return st;
 }
 
+/* Take the tag of block @p (owned, aligned): 0 if no live block starts at
+ * @p.  Put it back with untake() if the free is refused. */
+static uint32_t take(mm_t *mm, void *p) {
+  /* acq_rel: one free wins a block; it sees the allocation's writes */
+  return mm_fas_acq_rel_u32(mmi_backing_tag(&mm->backing, p), 0);
+}
+
+static void untake(mm_t *mm, void *p, uint32_t tag) {
+  mm_store_release_u32(mmi_backing_tag(&mm->backing, p), tag);
+}
+
+/* Free block @p whose @tag was taken: memory first, then the charge, to
+ * @owner (the consumer the tag names, open) or to none (an orphan's
+ * charge went back with its consumer's books). */
+static void block_free(mm_t *mm, void *p, uint32_t tag,
+                       struct mm_consumer *owner) {
+  unsigned cls = tag_class(tag);
+  uint64_t size = cls != MMI_TCACHE_NONE ? mm->caches.class_size[cls]
+                                         : mmi_backing_usable(&mm->backing, p);
+  mmi_backing_take_back(p, size);
+  if (cls != MMI_TCACHE_NONE) {
+    mmi_tcaches *s = &mm->caches;
+    mmi_tcache_free(s, mmi_tcache_mine(s), p, cls);
+  } else {
+    mmi_backing_free(&mm->backing, p, size);
+  }
+  if (owner)
+    (void)mmi_consumer_release(owner, size, true);
+}
+
+/* The tag of a block @p of the manager's, taken; 0 (and @p untouched) if
+ * @p is not the start of a live block. */
+static uint32_t take_live(mm_t *mm, void *p) {
+  if (!mmi_backing_owns(&mm->backing, p))
+    return 0; /* not the manager's: untouched */
+  return take(mm, p);
+}
+
+/*
+ * The common case, inline: a block of a class the caches keep, charged to
+ * @c from its spare quota and served from this thread's cache.  Either
+ * does it all (and counts the grant) or changes nothing, for the general
+ * path to take over.
+ */
+static inline __attribute__((always_inline)) void *
+alloc_fast(mm_t *mm, struct mm_consumer *c, size_t size) {
+  mmi_tcaches *s = &mm->caches;
+  if (size == 0)
+    return NULL;
+  unsigned cls = mmi_tcache_class(s, size);
+  mmi_tcache *tc;
+  if (cls == MMI_TCACHE_NONE || size > mm->cfg.max_execution_request ||
+      !(tc = mmi_tcache_mine(s)))
+    return NULL;
+  uint32_t bytes = s->class_size[cls];
+  if (bytes > mm->cfg.total_bytes || !mmi_consumer_take_spare(c, bytes))
+    return NULL;
+  void *p = mmi_tcache_alloc(s, tc, cls);
+  if (!p) {
+    (void)mmi_consumer_release(c, bytes, true); /* the general path fails */
+    return NULL;
+  }
+  mmi_count_here(tc, MMI_GRANTED, 1);
+  mmi_backing_hand_out(p, bytes);
+  /* release: whoever takes the tag sees the block complete */
+  mm_store_release_u32(mmi_backing_tag(&mm->backing, p),
+                       tag_make((uint32_t)c->node.key, cls));
+  return p;
+}
+
+/* Free @p if it is a live block of @c's of a cached class; false (and
+ * nothing changed) for the general path to decide otherwise. */
+static inline __attribute__((always_inline)) bool
+free_fast(mm_t *mm, struct mm_consumer *c, void *p) {
+  if (!mmi_backing_owns(&mm->backing, p))
+    return false;
+  mm_atomic_u32 *t = mmi_backing_tag(&mm->backing, p);
+  uint32_t tag = mm_load_relaxed_u32(t);
+  unsigned cls = tag_class(tag);
+  /* acq_rel: one free wins a block; it sees the allocation's writes */
+  if (tag_key(tag) != c->node.key || cls == MMI_TCACHE_NONE ||
+      !mm_cas_acq_rel_u32(t, &tag, 0))
+    return false;
+  mmi_tcaches *s = &mm->caches;
+  uint32_t bytes = s->class_size[cls];
+  mmi_backing_take_back(p, bytes);
+  mmi_tcache_free(s, mmi_tcache_mine(s), p, cls);
+  if (!mmi_consumer_release_fast(c, bytes))
+    (void)mmi_consumer_release(c, bytes, true);
+  return true;
+}
+
+mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
+                        int64_t timeout_ns, void **out) {
+  if (!mm || !out || !mmi_timeout_valid(timeout_ns) ||
+      mmi_in_evict_callback(mm))
+    return MM_EINVAL;
+  bool put;
+  struct mm_consumer *own = mmi_exec_own_here(mm, exec_id, &put);
+  void *p = own ? alloc_fast(mm, own, size) : NULL;
+  if (put && own)
+    mmi_consumer_put(own);
+  if (p) {
+    *out = p;
+    return MM_OK;
+  }
+  block_class k = class_of(mm, size);
+  if (!k.size)
+    return MM_EINVAL; /* its size class could never be granted */
+  return block_alloc(mm, NULL, exec_id, k, timeout_ns, out);
+}
+
+/* Free block @p of @exec_id's whose @tag was taken, and it is not the
+ * id's own consumer's: a handle's of the same id, an orphan's, or another
+ * id's (refused: false, the tag put back). */
+static bool free_by_key(mm_t *mm, uint64_t exec_id, void *p, uint32_t tag) {
+  mmi_rcu_read_lock();
+  struct mm_consumer *c = mmi_consumer_by_key(mm, tag_key(tag));
+  bool ours = !c || c->exec_id == exec_id;
+  if (ours)
+    block_free(mm, p, tag, c);
+  mmi_rcu_read_unlock();
+  if (!ours)
+    untake(mm, p, tag);
+  return ours;
+}
+
 mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
   if (!mm || !ptr)
     return MM_EINVAL;
-  uint64_t charged = 0, gen = 0;
-  mm_status st = MM_EINVAL;
-  mmi_rcu_read_lock();
-  mmi_node *n = mmi_registry_find(mm->allocs, (uint64_t)(uintptr_t)ptr);
-  if (n) {
-    mmi_alloc *rec = caa_container_of(n, mmi_alloc, node);
-    uint32_t live = ALLOC_LIVE;
-    /* Commit point: one CAS; a second free of the block loses it. */
-    if (rec->exec_id == exec_id &&
-        mm_cas_acq_rel_u32(&rec->state, &live, ALLOC_FREED)) {
-      charged = rec->charged;
-      gen = rec->exec_gen;
-      if (mmi_registry_remove(mm->allocs, &rec->node))
-        mmi_rcu_retire(&rec->node);
-      st = MM_OK;
-    }
+  bool put, freed = true;
+  struct mm_consumer *own = mmi_exec_own_here(mm, exec_id, &put);
+  if (!own || !free_fast(mm, own, ptr)) {
+    uint32_t tag = take_live(mm, ptr);
+    if (!tag)
+      freed = false; /* no live block of the manager's starts here */
+    else if (own && own->node.key == tag_key(tag))
+      block_free(mm, ptr, tag, own);
+    else
+      freed = free_by_key(mm, exec_id, ptr, tag);
   }
+  if (put && own)
+    mmi_consumer_put(own);
+  return freed ? MM_OK : MM_EINVAL;
+}
+
+mm_status mm_consumer_alloc(mm_consumer *c, size_t size, int64_t timeout_ns,
+                            void **out) {
+  if (!c || !out || !mmi_timeout_valid(timeout_ns) ||
+      mmi_in_evict_callback(c->mm))
+    return MM_EINVAL;
+  void *p = alloc_fast(c->mm, c, size);
+  if (p) {
+    *out = p;
+    return MM_OK;
+  }
+  block_class k = class_of(c->mm, size);
+  if (!k.size)
+    return MM_EINVAL;
+  return block_alloc(c->mm, c, c->exec_id, k, timeout_ns, out);
+}
+
+mm_status mm_consumer_calloc(mm_consumer *c, size_t n, size_t size,
+                             int64_t timeout_ns, void **out) {
+  if (!c || !out || n == 0 || size == 0 || n > SIZE_MAX / size)
+    return MM_EINVAL;
+  mm_status st = mm_consumer_alloc(c, n * size, timeout_ns, out);
+  if (st == MM_OK)
+    memset(*out, 0, n * size);
+  return st;
+}
+
+/* Take the tag of @p if it is a live block of @c's; 0 otherwise (@p
+ * untouched, and, for an orphan, *@orphan set with its tag taken). */
+static uint32_t take_own(mm_consumer *c, void *p, uint32_t *orphan) {
+  mm_t *mm = c->mm;
+  uint32_t tag = take_live(mm, p);
+  if (!tag || tag_key(tag) == c->node.key)
+    return tag;
+  mmi_rcu_read_lock();
+  bool open = mmi_consumer_by_key(mm, tag_key(tag)) != NULL;
   mmi_rcu_read_unlock();
-  if (st != MM_OK)
-    return st; /* not the manager's, not this id's, or freed: untouched */
-  mmi_block_free(mm, ptr, charged); /* memory first ... */
-  /* ... then the charge, from the incarnation of the id that holds it
-   * (none if mm_release_all_execution returned it while the block lived:
-   * never from a later incarnation's). */
-  (void)mmi_exec_release_gen(mm, exec_id, gen, charged);
+  if (open || !orphan)
+    untake(mm, p, tag); /* another open consumer's, or not to be freed */
+  else
+    *orphan = tag;
+  return 0;
+}
+
+mm_status mm_consumer_free(mm_consumer *c, void *ptr) {
+  if (!c || !ptr)
+    return MM_EINVAL;
+  if (free_fast(c->mm, c, ptr))
+    return MM_OK;
+  uint32_t orphan = 0;
+  uint32_t tag = take_own(c, ptr, &orphan);
+  if (tag)
+    block_free(c->mm, ptr, tag, c);
+  else if (orphan)
+    block_free(c->mm, ptr, orphan, NULL); /* memory only */
+  else
+    return MM_EINVAL;
   return MM_OK;
+}
+
+mm_status mm_consumer_realloc(mm_consumer *c, void *ptr, size_t size,
+                              int64_t timeout_ns, void **out) {
+  if (!c || !out || !mmi_timeout_valid(timeout_ns) ||
+      mmi_in_evict_callback(c->mm))
+    return MM_EINVAL;
+  if (!ptr)
+    return mm_consumer_alloc(c, size, timeout_ns, out);
+  mm_t *mm = c->mm;
+  block_class k = class_of(mm, size);
+  uint32_t tag;
+  /* (A closed consumer's blocks are orphans, even under its own key.) */
+  if (!k.size || mm_load_acquire_u64(&c->books) == MMI_CLOSED ||
+      !(tag = take_own(c, ptr, NULL)))
+    return MM_EINVAL;
+  unsigned cls = tag_class(tag);
+  uint64_t old = cls != MMI_TCACHE_NONE ? mm->caches.class_size[cls]
+                                        : mmi_backing_usable(&mm->backing, ptr);
+  if (k.size <= old) {
+    /* Same class, or smaller: the block stays where it is, charged as it
+     * was (a shrink never fails and never moves). */
+    untake(mm, ptr, tag);
+    *out = ptr;
+    return MM_OK;
+  }
+  void *next;
+  mm_status st = block_alloc(mm, c, c->exec_id, k, timeout_ns, &next);
+  if (st != MM_OK) {
+    untake(mm, ptr, tag); /* the old block stays */
+    return st;
+  }
+  memcpy(next, ptr, old);
+  block_free(mm, ptr, tag, c);
+  *out = next;
+  return MM_OK;
+}
+
+size_t mm_usable_size(mm_t *mm, const void *ptr) {
+  if (!mm || !ptr || !mmi_backing_owns(&mm->backing, ptr))
+    return 0;
+  /* acquire: the block's allocation is complete */
+  uint32_t tag = mm_load_acquire_u32(mmi_backing_tag(&mm->backing, ptr));
+  if (!tag)
+    return 0; /* no live block of a consumer's starts here */
+  unsigned cls = tag_class(tag);
+  return cls != MMI_TCACHE_NONE ? mm->caches.class_size[cls]
+                                : mmi_backing_usable(&mm->backing, ptr);
 }
 
 /* A page's block is its whole charge, so that the page's size as charged
@@ -177,7 +404,8 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
     mmi_test_point(mm, MMI_TP_HELD_GRANTED);
 
   /* As in mm_exec_alloc: the block exists if the grant evicted. */
-  void *data = grant.block ? grant.block : mmi_block_alloc(mm, charged);
+  void *data =
+      grant.block ? grant.block : mmi_block_alloc(&mm->caches, charged);
   mmi_rcu_read_lock();
   if (data) {
     mmi_page_set_data(grant.page, data, charged);
@@ -201,13 +429,6 @@ out:
 void mm_trim(mm_t *mm) {
   if (!mm)
     return;
-  mmi_caches_drain(&mm->caches, &mm->backing, false);
+  mmi_tcaches_drain(&mm->caches);
   mmi_backing_trim(&mm->backing);
-}
-
-void mmi_alloc_drop(mmi_node *n, void *mm) {
-  mmi_alloc *rec = caa_container_of(n, mmi_alloc, node);
-  mmi_backing_free(&((mm_t *)mm)->backing, (void *)(uintptr_t)rec->node.key,
-                   rec->charged);
-  mmi_meta_free(rec);
 }

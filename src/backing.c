@@ -57,13 +57,6 @@
 #include "stats.h"
 #include "tsan.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MMI_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MMI_ASAN 1
-#endif
-#endif
 #ifdef MMI_ASAN
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
@@ -223,6 +216,11 @@ mm_status mmi_backing_init(mmi_backing *b, uint64_t total) {
     goto no_arena;
   b->arena = arena;
   b->flags = MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+  /* jemalloc 5.3's batch allocation, if this jemalloc has it. */
+  b->batch_miblen = sizeof b->batch_mib / sizeof b->batch_mib[0];
+  if (mallctlnametomib("experimental.batch_alloc", b->batch_mib,
+                       &b->batch_miblen) != 0)
+    b->batch_miblen = 0;
   return MM_OK;
 
 no_arena:
@@ -270,6 +268,28 @@ void *mmi_backing_alloc(mmi_backing *b, size_t bytes) {
   return p;
 }
 
+unsigned mmi_backing_alloc_batch(mmi_backing *b, size_t bytes, void **out,
+                                 unsigned n) {
+  if (injected_failure())
+    return 0;
+  size_t size = mmi_backing_size(b, bytes), filled = 0, len = sizeof filled;
+  struct {
+    void **ptrs;
+    size_t num, size;
+    int flags;
+  } packet = {out, n, size, b->flags};
+  if (!size || !b->batch_miblen ||
+      mallctlbymib(b->batch_mib, b->batch_miblen, &filled, &len, &packet,
+                   sizeof packet) != 0) {
+    for (filled = 0; filled < n && size; filled++) /* one at a time */
+      if (!(out[filled] = mallocx(size, b->flags)))
+        break;
+  }
+  if (filled)
+    count_allocated(b, size * filled);
+  return (unsigned)filled;
+}
+
 void mmi_backing_free(mmi_backing *b, void *p, size_t bytes) {
   size_t size = mmi_backing_size(b, bytes);
   count_allocated(b, (uint64_t)0 - size);
@@ -289,6 +309,7 @@ size_t mmi_backing_usable(const mmi_backing *b, const void *p) {
   what((void *)a_)
 #endif
 
+#if MMI_BACKING_SANITIZED
 void mmi_backing_hand_out(void *p, size_t bytes) {
 #ifdef MMI_ASAN
   __asan_unpoison_memory_region(p, bytes);
@@ -308,6 +329,7 @@ void mmi_backing_take_back(void *p, size_t bytes) {
 #endif
   (void)p, (void)bytes;
 }
+#endif
 
 void mmi_backing_trim(mmi_backing *b) {
   char name[64];

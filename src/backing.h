@@ -14,6 +14,7 @@
 
 #include "atomics/mm_atomic.h"
 #include "memory_manager.h"
+#include "tsan.h"
 
 /* Every block handed out is a multiple of this, and starts on it: its
  * first granule carries its tag. */
@@ -22,6 +23,7 @@
 typedef struct mmi_backing {
   unsigned arena; /* jemalloc arena index */
   int flags;      /* MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE */
+  size_t batch_mib[4], batch_miblen; /* experimental.batch_alloc; 0: none */
   /* The reservation every page of the arena comes from: [base, end). */
   char *base, *end;
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 bump; /* offset of the unused rest */
@@ -47,6 +49,11 @@ void mmi_backing_fini(mmi_backing *b);
 size_t mmi_backing_size(const mmi_backing *b, size_t bytes);
 /* A block of mmi_backing_size(@bytes) usable bytes, or NULL. */
 void *mmi_backing_alloc(mmi_backing *b, size_t bytes);
+/* Up to @n blocks of mmi_backing_size(@bytes) into @out, cut one after
+ * another from one slab where jemalloc can (its batch allocation: one
+ * bin lock for them all); returns how many. */
+unsigned mmi_backing_alloc_batch(mmi_backing *b, size_t bytes, void **out,
+                                 unsigned n);
 /* Free a block from mmi_backing_alloc(@bytes). */
 void mmi_backing_free(mmi_backing *b, void *p, size_t bytes);
 
@@ -72,8 +79,26 @@ size_t mmi_backing_usable(const mmi_backing *b, const void *p);
  * back (@bytes, its whole class).  Sanitizer builds poison free blocks
  * and tell ThreadSanitizer that a block's reuse follows its free;
  * elsewhere nothing happens. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MMI_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MMI_ASAN 1
+#endif
+#endif
+#if defined(MMI_ASAN) || defined(MMI_TSAN)
+#define MMI_BACKING_SANITIZED 1
 void mmi_backing_hand_out(void *p, size_t bytes);
 void mmi_backing_take_back(void *p, size_t bytes);
+#else
+#define MMI_BACKING_SANITIZED 0
+static inline void mmi_backing_hand_out(void *p, size_t bytes) {
+  (void)p, (void)bytes;
+}
+static inline void mmi_backing_take_back(void *p, size_t bytes) {
+  (void)p, (void)bytes;
+}
+#endif
 
 /* Give unused pages back to the system. */
 void mmi_backing_trim(mmi_backing *b);

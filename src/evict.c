@@ -102,16 +102,16 @@ struct mmi_evict_frame {
   bool gained;      /* ... that is more room than before: from inside a
                        callback, or a release that won a claimed page */
 };
-static _Thread_local struct mmi_evict_frame *evicting;
+MM_THREAD_LOCAL struct mmi_evict_frame *mmi_evicting;
 
 static struct mmi_evict_frame *frame_of(const mm_t *mm) {
-  for (struct mmi_evict_frame *f = evicting; f; f = f->outer)
+  for (struct mmi_evict_frame *f = mmi_evicting; f; f = f->outer)
     if (f->mm == mm)
       return f;
   return NULL;
 }
 
-bool mmi_in_evict_callback(const mm_t *mm) {
+bool mmi_in_evict_callback_slow(const mm_t *mm) {
   struct mmi_evict_frame *f = frame_of(mm);
   return f && f->in_callback;
 }
@@ -313,7 +313,7 @@ static void unclaim(mm_t *mm, mmi_page *pg, bool for_exec) {
  * evicted. */
 static bool maybe_evictable(mm_t *mm, uint64_t bytes) {
   uint64_t in_use = mmi_pool_storage_used(&mm->pool);
-  uint64_t pinned = mmi_count_gauge(&mm->counters, MMI_PINNED_BYTES);
+  uint64_t pinned = mmi_count_level(mm, MMI_PINNED_BYTES);
   return in_use > pinned && in_use - pinned >= bytes;
 }
 
@@ -443,7 +443,7 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     backed = MMI_EVICT_BACKED_OUT;
     goto back_out;
   }
-  /* Storage evicting for storage: its victims stop being live pages from
+  /* Storage mmi_evicting for storage: its victims stop being live pages from
    * their commit, and the bytes handed over are the new page's, unsettled
    * until it is live.  (Execution's victims are counted in exec_evicting.) */
   if (!for_exec)
@@ -465,7 +465,7 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     assert(s == (PAGE_EVICTING | PAGE_RELEASED)); /* (a strong CAS) */
     *at = pg->claimed;
     mmi_page_free_data(mm, pg);
-    mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+    mmi_uncount(mm, MMI_STORAGE_PAGES, 1);
     /* release: whoever finds the record retired finds it complete */
     mm_store_release_u64(&pg->state, PAGE_RETIRED);
     mmi_page_unlink(mm, pg); /* its release answered MM_OK: the id is free */
@@ -482,9 +482,9 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     }
     mmi_page_free_data(mm, pg);
     evicted++;
-    mmi_count_add(&mm->counters, MMI_EVICTIONS, 1);
-    mmi_count_add(&mm->counters, MMI_EVICTED_BYTES, pg->bytes);
-    mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+    mmi_count(mm, MMI_EVICTIONS, 1);
+    mmi_count(mm, MMI_EVICTED_BYTES, pg->bytes);
+    mmi_uncount(mm, MMI_STORAGE_PAGES, 1);
     mm_store_release_u64(&pg->state, PAGE_RETIRED);
     mmi_page_unlink(mm, pg); /* freed through RCU: we are in a read section */
   }
@@ -511,12 +511,12 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                   bool (*commit)(void *arg), void *arg,
                                   bool *gained) {
   assert(!mmi_in_evict_callback(mm));
-  struct mmi_evict_frame frame = {mm, evicting, false, false, false};
+  struct mmi_evict_frame frame = {mm, mmi_evicting, false, false, false};
   bool excess = false;
-  evicting = &frame;
+  mmi_evicting = &frame;
   mmi_evict_result r =
       evict_charge(mm, pool, bytes, commit, arg, &frame, &excess);
-  evicting = frame.outer;
+  mmi_evicting = frame.outer;
   /* The news this eviction raised, told once and outside it. */
   if (frame.news)
     mmi_held_news(mm);

@@ -87,8 +87,15 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                   bool (*commit)(void *arg), void *arg,
                                   bool *gained);
 
-/* Is the calling thread inside an eviction callback of @mm? */
-bool mmi_in_evict_callback(const mm_t *mm);
+/* Is the calling thread inside an eviction callback of @mm?  (A load of
+ * the thread's innermost eviction, NULL in nearly every call.) */
+struct mmi_evict_frame;
+extern MM_THREAD_LOCAL struct mmi_evict_frame *mmi_evicting;
+bool mmi_in_evict_callback_slow(const mm_t *mm);
+
+static inline bool mmi_in_evict_callback(const mm_t *mm) {
+  return mmi_evicting && mmi_in_evict_callback_slow(mm);
+}
 
 /* News that a dispatch pass must not take for its own doing: a kick made
  * inside an eviction callback of @mm (where a pass may not evict), or a

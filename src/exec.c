@@ -1,195 +1,240 @@
 /*
- * exec.c -- execution memory, charged to exec ids.
+ * exec.c -- execution memory by exec id: the id-based calls, on the exec
+ * id's own consumer.
  *
- * Each exec id that holds (or held) memory has a record in mm->execs:
+ * Every exec id that the id-based calls (mm_acquire_execution,
+ * mm_exec_alloc, ...) have charged has its own consumer (consumer.c),
+ * found by the id in mm->execs; consumers opened with mm_consumer_open
+ * for the id are its others.  All of them are in mm->by_exec under the
+ * id, so
  *
- *   mmi_exec { mmi_node; held }      held: bytes charged to the id, or
- *                                          EXEC_RETIRED once the record
- *                                          is being dropped
+ *   mm_execution_held(id)          sums what each of them holds;
+ *   mm_release_execution(id, b)    returns bytes the id-based calls
+ *                                  charged (its own consumer's);
+ *   mm_release_all_execution(id)   closes every one of them -- their
+ *                                  books go back to the pool word, and
+ *                                  handles on them answer MM_EINVAL --
+ *                                  and drops the id's own.
  *
- * The pool word (pool.c) decides whether bytes may be granted; the record
- * says whose they are.  The two are updated in an order that keeps one
- * invariant at every instant:
- *
- *     sum over records of held  <=  execution bytes charged in the pool
- *
- * so the pool never undercounts (it cannot over-commit through an id) and
- * an id can never give back more than it was charged for:
- *
- *   acquire:      charge the pool (commit point of the grant), then add
- *                 to the record (creating it if needed);
- *   release:      take from the record with one CAS (commit point: the
- *                 check "held >= bytes" and the subtraction are one
- *                 step), then uncharge (through the CPU's credit:
- *                 credit.c);
- *   release_all:  swap held for EXEC_RETIRED (commit point: takes all,
- *                 and no later add can land on this record), unlink the
- *                 record, retire it through RCU, uncharge.
- *
- * Each record carries its incarnation number (gen), so that a block from
- * mm_exec_alloc freed after its id's release_all returns nothing to the
- * id's next incarnation (alloc.c).
- *
- * The grant of a held request (held.c) cannot fail: its waiter carries a
- * spare record, allocated when it was held, for the attribution to use.
- *
- * An acquire that meets a retired record helps unlink it and inserts a
- * fresh one, so a racing release_all either takes its bytes (it added
- * before the swap) or does not see them (they land on the new record);
- * they are never lost.  Records whose held drops to 0 through
- * mm_release_execution are kept, so an id that cycles acquire/release
- * never allocates; mm_release_all_execution (the task's end) drops them.
+ * An acquire racing with release_all of its id either lands on the old
+ * own consumer before it is closed (and is released by it) or finds it
+ * closed and starts the id's next incarnation with a fresh one (and stays
+ * charged): never lost.  The grant of a held request of the id is credited
+ * to its own consumer at the moment of the grant, made from a spare record
+ * the waiter carries if the id has none, so that it cannot fail.
  */
 #include "mm_internal.h"
 
-#include <assert.h>
-
-#define EXEC_RETIRED ((uint64_t)1 << 63)
-
-typedef struct mmi_exec {
-  mmi_node node;
-  mm_atomic_u64 held;
-  uint64_t gen; /* which incarnation of the id: set before publication */
-} mmi_exec;
-
-/* Incarnations, numbered across all managers (never reused). */
-static mm_atomic_u64 next_gen = 1;
-
-static mmi_exec *exec_find(mm_t *mm, uint64_t exec_id) {
-  mmi_node *n = mmi_registry_find(mm->execs, exec_id);
-  return n ? caa_container_of(n, mmi_exec, node) : NULL;
+static struct mm_consumer *own_of(mm_t *mm, uint64_t exec_id) {
+  mmi_link *l = mmi_registry_link_find(mm->execs, exec_id);
+  return l ? caa_container_of(l, struct mm_consumer, by_id) : NULL;
 }
 
-/* Unlink a record whose held is EXEC_RETIRED; exactly one caller (the one
- * whose remove succeeds) frees it. */
-static void exec_unlink(mm_t *mm, mmi_exec *e) {
-  if (mmi_registry_remove(mm->execs, &e->node)) {
-    mmi_count_sub(&mm->counters, MMI_EXEC_IDS, 1);
-    mmi_rcu_retire(&e->node);
-  }
-}
-
-struct mmi_exec *mmi_exec_spare_new(void) {
-  return mmi_meta_alloc(sizeof(mmi_exec));
-}
-
-void mmi_exec_spare_free(struct mmi_exec *e) { mmi_meta_free(e); }
-
-mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
-                             struct mmi_exec **spare, uint64_t *gen) {
+struct mm_consumer *mmi_exec_own(mm_t *mm, uint64_t exec_id, bool create,
+                                 struct mm_consumer **spare) {
   for (;;) {
-    mmi_exec *e = exec_find(mm, exec_id);
-    if (!e) {
-      mmi_exec *fresh = NULL;
-      if (spare && *spare) {
-        fresh = *spare;
-        *spare = NULL;
-      } else if (!(fresh = mmi_meta_alloc(sizeof *fresh))) {
-        return MM_ENOMEM;
-      }
-      fresh->node.key = exec_id;
-      mm_store_relaxed_u64(&fresh->held, bytes);
-      fresh->gen = mm_faa_relaxed_u64(&next_gen, 1);
-      mmi_node *got = mmi_registry_insert_unique(mm->execs, &fresh->node);
-      if (got == &fresh->node) {
-        mmi_count_add(&mm->counters, MMI_EXEC_IDS, 1);
-        if (gen)
-          *gen = fresh->gen;
-        return MM_OK;
-      }
-      /* Never published: keep it as the spare, or free it. */
-      if (spare)
-        *spare = fresh;
-      else
-        mmi_meta_free(fresh);
-      e = caa_container_of(got, mmi_exec, node);
+    struct mm_consumer *c = own_of(mm, exec_id);
+    if (c && mm_load_acquire_u64(&c->books) != MMI_CLOSED)
+      return c;
+    if (c) {
+      mmi_consumer_unlink_own(c); /* closed meanwhile: help it out */
+      continue;
     }
-    uint64_t h = mm_load_relaxed_u64(&e->held);
-    while (!(h & EXEC_RETIRED)) {
-      /* Commit point of the attribution; the pool already counts it. */
-      if (mm_cas_acq_rel_u64(&e->held, &h, h + bytes)) {
-        if (gen)
-          *gen = e->gen;
-        return MM_OK;
-      }
-    }
-    exec_unlink(mm, e); /* being dropped: help, then start again */
+    if (!create)
+      return NULL;
+    mm_status st = mmi_consumer_new(mm, exec_id, true, spare, &c);
+    if (st == MM_OK)
+      return c;
+    if (st == MM_ENOMEM)
+      return NULL;
+    /* MM_EEXIST: another thread made it meanwhile; look again */
   }
 }
 
-/* Take @bytes from @exec_id's record (only from incarnation *@gen when
- * @gen is set), then return them; MM_EINVAL if it does not hold them. */
-static mm_status exec_release(mm_t *mm, uint64_t exec_id, uint64_t bytes,
-                              const uint64_t *gen) {
-  mm_status st = MM_EINVAL;
+uint32_t mmi_exec_credit(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                         struct mm_consumer **spare) {
+  for (;;) {
+    struct mm_consumer *c = mmi_exec_own(mm, exec_id, true, spare);
+    if (!c)
+      return 0; /* out of memory, and no spare */
+    if (mmi_consumer_credit(c, bytes))
+      return (uint32_t)c->node.key;
+    /* closed by a racing mm_release_all_execution: the next incarnation */
+  }
+}
+
+/* ---- the exec ids a thread used last ------------------------------------- */
+
+/*
+ * An id-based call must find the exec id's own consumer, and a lookup in
+ * mm->execs (a hash table under RCU) costs several times the consumer's
+ * own work: liburcu-bp's read section alone is two calls into a shared
+ * library, each reaching its thread-local state through __tls_get_addr.
+ * So each thread remembers the own consumers it used last, in its part of
+ * its record (mm_internal.h: per thread and manager, private to the
+ * thread), each with a reference: a remembered consumer cannot be freed,
+ * and one that was closed is seen closed (its books read CLOSED) and
+ * forgotten.  A thread's record outlives the thread (another thread takes
+ * it over, remembered consumers and all); mm_destroy forgets them all.
+ */
+
+/* The exec id's own consumer, open, with a reference; NULL if it has
+ * none. */
+static struct mm_consumer *own_ref(mm_t *mm, uint64_t exec_id) {
   mmi_rcu_read_lock();
-  mmi_exec *e = exec_find(mm, exec_id);
-  if (e && (!gen || e->gen == *gen)) {
-    uint64_t h = mm_load_relaxed_u64(&e->held);
-    /* A retired record holds nothing (its bytes went to release_all). */
-    while (!(h & EXEC_RETIRED) && h >= bytes) {
-      /* Commit point: check and subtraction in one step. */
-      if (mm_cas_acq_rel_u64(&e->held, &h, h - bytes)) {
-        st = MM_OK;
-        break;
-      }
+  struct mm_consumer *c;
+  do
+    c = mmi_exec_own(mm, exec_id, false, NULL);
+  while (c && !mmi_consumer_ref(c)); /* being freed: closed meanwhile */
+  mmi_rcu_read_unlock();
+  return c;
+}
+
+/* The exec id's own consumer, open, or NULL.  It stays good until this
+ * thread's next call of own_here() (the memo's reference); without a
+ * memo, *@put says the caller holds a reference to put. */
+static struct mm_consumer *own_here(mm_t *mm, uint64_t exec_id, bool *put) {
+  *put = false;
+  mmi_tcache *tc = mmi_tcache_mine(&mm->caches);
+  if (!tc) {
+    *put = true;
+    return own_ref(mm, exec_id);
+  }
+  mmi_thread_part *m = mmi_thread_part_of(tc);
+  unsigned i = 0;
+  for (; i < MMI_MEMO_SLOTS; i++) {
+    struct mm_consumer *c = m->memo[i].c;
+    if (c && m->memo[i].exec_id == exec_id) {
+      if (mm_load_relaxed_u64(&c->books) != MMI_CLOSED)
+        return c;
+      break; /* closed: forget it, find the id's next */
     }
   }
-  mmi_rcu_read_unlock();
-  if (st == MM_OK)
-    mmi_credit_uncharge(mm, bytes);
+  struct mm_consumer *c = own_ref(mm, exec_id);
+  if (!c)
+    return NULL;
+  if (i == MMI_MEMO_SLOTS)
+    i = m->memo_next++ % MMI_MEMO_SLOTS;
+  struct mm_consumer *old = m->memo[i].c;
+  m->memo[i].exec_id = exec_id;
+  m->memo[i].c = c;
+  if (old)
+    mmi_consumer_put(old);
+  return c;
+}
+
+static void forget(const void *extra, void *ctx) {
+  (void)ctx;
+  mmi_thread_part *m = (mmi_thread_part *)(uintptr_t)extra;
+  for (unsigned i = 0; i < MMI_MEMO_SLOTS; i++)
+    if (m->memo[i].c) {
+      mmi_consumer_put(m->memo[i].c);
+      m->memo[i].c = NULL;
+    }
+}
+
+void mmi_exec_forget_all(mm_t *mm) {
+  mmi_tcaches_each(&mm->caches, forget, NULL);
+}
+
+/* ---- the id-based calls ----------------------------------------------------
+ */
+
+mm_status mmi_exec_charge(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                          int64_t timeout_ns, mmi_grant *grant) {
+  for (;;) {
+    bool put;
+    struct mm_consumer *c = own_here(mm, exec_id, &put);
+    if (!c) {
+      /* The id's first charge: its own consumer is made by the grant, so
+       * that a declined request leaves nothing behind. */
+      return mmi_request_acquire(mm, MM_POOL_EXECUTION, exec_id, bytes,
+                                 timeout_ns, NULL, NULL, NULL, grant);
+    }
+    mm_status st;
+    if (!mmi_consumer_take(c, bytes, timeout_ns, grant, &st)) {
+      /* The front door may wait, and a grant callback on this thread may
+       * make it forget @c meanwhile: a reference of our own. */
+      if (!put && !mmi_consumer_ref(c))
+        continue; /* closed and let go meanwhile */
+      put = true;
+      st = mmi_consumer_acquire_exact(c, bytes, timeout_ns, grant);
+    }
+    bool closed = mm_load_acquire_u64(&c->books) == MMI_CLOSED;
+    if (put)
+      mmi_consumer_put(c);
+    if (st != MM_EINVAL || !closed)
+      return st;
+    /* closed by mm_release_all_execution: the id's next own consumer */
+  }
+}
+
+mm_status mm_acquire_execution(mm_t *mm, uint64_t exec_id, size_t bytes,
+                               int64_t timeout_ns) {
+  if (!mm || bytes == 0 || bytes > mm->cfg.max_execution_request ||
+      !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(mm))
+    return MM_EINVAL;
+  bool put;
+  struct mm_consumer *own = own_here(mm, exec_id, &put);
+  bool taken = own && mmi_consumer_take_spare(own, bytes);
+  if (put && own)
+    mmi_consumer_put(own);
+  if (taken) {
+    mmi_count(mm, MMI_GRANTED, 1); /* the common case, inline */
+    return MM_OK;
+  }
+  mmi_grant g = {0};
+  mm_status st = mmi_exec_charge(mm, exec_id, bytes, timeout_ns, &g);
+  if (g.inside)
+    mmi_held_leave(mm); /* accounting only: nothing more to make */
   return st;
 }
 
 mm_status mm_release_execution(mm_t *mm, uint64_t exec_id, size_t bytes) {
   if (!mm || bytes == 0)
     return MM_EINVAL;
-  return exec_release(mm, exec_id, bytes, NULL);
+  bool put;
+  struct mm_consumer *c = own_here(mm, exec_id, &put);
+  if (!c)
+    return MM_EINVAL;
+  mm_status st = mmi_consumer_release_fast(c, bytes)
+                     ? MM_OK
+                     : mmi_consumer_release(c, bytes, false);
+  if (put)
+    mmi_consumer_put(c);
+  return st;
 }
 
-mm_status mmi_exec_release_gen(mm_t *mm, uint64_t exec_id, uint64_t gen,
-                               uint64_t bytes) {
-  return exec_release(mm, exec_id, bytes, &gen);
+struct mm_consumer *mmi_exec_own_here(mm_t *mm, uint64_t exec_id, bool *put) {
+  return own_here(mm, exec_id, put);
+}
+
+static void shut_one(mmi_link *l, void *ctx) {
+  struct mm_consumer *c = caa_container_of(l, struct mm_consumer, by_exec);
+  *(uint64_t *)ctx += mmi_consumer_shut(c);
 }
 
 size_t mm_release_all_execution(mm_t *mm, uint64_t exec_id) {
   if (!mm)
     return 0;
-
-  uint64_t h = 0;
+  uint64_t held = 0;
   mmi_rcu_read_lock();
-  mmi_exec *e = exec_find(mm, exec_id);
-  if (e) {
-    /* Commit point: takes everything; later adds see the mark and go to
-     * a fresh record. */
-    h = mm_fas_acq_rel_u64(&e->held, EXEC_RETIRED);
-    if (h & EXEC_RETIRED)
-      h = 0; /* another release_all got here first */
-    exec_unlink(mm, e);
-  }
+  mmi_registry_each_key(mm->by_exec, exec_id, shut_one, &held);
   mmi_rcu_read_unlock();
-  if (h) {
-    mmi_credit_uncharge(mm, h);
-  }
-  return h;
+  return held;
+}
+
+static void sum_held(mmi_link *l, void *ctx) {
+  struct mm_consumer *c = caa_container_of(l, struct mm_consumer, by_exec);
+  *(uint64_t *)ctx += mmi_books_held(mm_load_relaxed_u64(&c->books));
 }
 
 size_t mm_execution_held(const mm_t *mm, uint64_t exec_id) {
   if (!mm)
     return 0;
-  uint64_t h = 0;
+  uint64_t held = 0;
   mmi_rcu_read_lock();
-  mmi_exec *e = exec_find((mm_t *)mm, exec_id);
-  if (e) {
-    h = mm_load_relaxed_u64(&e->held);
-    if (h & EXEC_RETIRED)
-      h = 0;
-  }
+  mmi_registry_each_key(mm->by_exec, exec_id, sum_held, &held);
   mmi_rcu_read_unlock();
-  return h;
-}
-
-void mmi_exec_drop(mmi_node *n, void *mm) {
-  (void)mm;
-  mmi_meta_free(caa_container_of(n, mmi_exec, node));
+  return held;
 }

@@ -109,14 +109,15 @@ struct mmi_waiter {
   mm_grant_fn cb; /* NULL: a blocking caller owns this waiter */
   void *ctx;
   bool ticketed;
-  mmi_grant *grant;       /* real memory: what the blocking caller needs;
-                             the caller's, so touched only by the winner
-                             of the state CAS (before the outcome) */
-  uint64_t block_size;    /* grant->block_size, read while it was ours */
-  struct mmi_exec *spare; /* execution: a record for the grant to use */
-  struct mmi_page *page;  /* storage: the reserved (pending) page */
-  mmi_waiter *next;       /* private list link, baton holder's */
-  mmi_stack_link done;    /* link in the done stack */
+  mmi_grant *grant;          /* real memory: what the blocking caller needs;
+                                the caller's, so touched only by the winner
+                                of the state CAS (before the outcome) */
+  uint64_t block_size;       /* grant->block_size, read while it was ours */
+  struct mm_consumer *spare; /* execution: a record for the grant to
+                                credit, if the exec id has none */
+  struct mmi_page *page;     /* storage: the reserved (pending) page */
+  mmi_waiter *next;          /* private list link, baton holder's */
+  mmi_stack_link done;       /* link in the done stack */
 };
 
 /* ---- waiter life ------------------------------------------------------ */
@@ -126,7 +127,7 @@ static void waiter_put(mmi_waiter *w) {
   if (mm_faa_acq_rel_u32(&w->refs, (uint32_t)-1) != 1)
     return;
   if (w->spare)
-    mmi_exec_spare_free(w->spare);
+    mmi_consumer_spare_free(w->spare);
   mmi_rcu_retire(&w->node); /* the pass or mm_cancel may still look */
 }
 
@@ -156,27 +157,51 @@ static void deliver(mm_t *mm, mmi_waiter *w, mm_status st) {
   service_poke(h);
 }
 
-/* The winner of WAITING -> GRANTED: the pool is already charged. */
+static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st);
+
+/* The winner of WAITING -> GRANTED: the pool is already charged.  An
+ * execution grant is credited to its consumer: the one the caller named
+ * (w->grant is ours now), else the exec id's own, made from the spare
+ * record if the id has none.  A consumer handle closed while its request
+ * was held cannot take it: the charge goes back and the request ends as
+ * cancelled. */
 static void finish_granted(mm_t *mm, mmi_waiter *w) {
   mmi_rcu_read_lock();
   if (w->pool == MM_POOL_EXECUTION) {
-    mm_status st = mmi_exec_attribute(mm, w->id, w->bytes, &w->spare,
-                                      w->grant ? &w->grant->exec_gen : NULL);
-    (void)st;
-    assert(st == MM_OK);  /* the spare record makes it infallible */
+    struct mm_consumer *c = w->grant ? w->grant->consumer : NULL;
+    uint32_t key = 0;
+    if (c && mmi_consumer_credit(c, w->bytes))
+      key = (uint32_t)c->node.key;
+    else if (!c || c->dflt)
+      key = mmi_exec_credit(mm, w->id, w->bytes, &w->spare);
+    if (!key) {
+      /* A closed handle, or (with the spare lost to a racing creation of
+       * the id's own, that was closed in turn) no memory for the id's. */
+      mmi_rcu_read_unlock();
+      mmi_give_back(mm, MM_POOL_EXECUTION, w->bytes);
+      if (w->grant && w->grant->block) {
+        mmi_block_free(&mm->caches, w->grant->block, w->block_size);
+        w->grant->block = NULL;
+      }
+      finish_ended(mm, w, c && !c->dflt ? MM_ECANCELED : MM_ENOMEM);
+      return;
+    }
+    if (w->grant)
+      w->grant->key = key;
   } else if (!w->grant) { /* else the caller gives it memory first */
     mmi_page_activate(mm, w->page, 0);
   }
   mmi_rcu_read_unlock();
   mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
-  mmi_count_add(&mm->counters, MMI_GRANTED, 1);
-  mmi_count_add(&mm->counters, MMI_HELD_GRANTED, 1);
-  mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
+  mmi_count(mm, MMI_GRANTED, 1);
+  mmi_count(mm, MMI_HELD_GRANTED, 1);
+  mmi_uncount(mm, MMI_HELD_NOW, 1);
   deliver(mm, w, MM_OK);
 }
 
 /* The winner of WAITING -> TIMED_OUT, CANCELLED or FAILED (the allocator
- * failed for a grant by eviction): nothing was charged. */
+ * failed for a grant by eviction), or a grant its consumer could not take:
+ * nothing is charged. */
 static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st) {
   if (w->page) {
     mmi_rcu_read_lock();
@@ -184,12 +209,12 @@ static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st) {
     mmi_rcu_read_unlock();
   }
   mm_faa_seq_cst_u64(&mm->held.count[w->pool], (uint64_t)-1);
-  mmi_count_add(&mm->counters,
-                st == MM_ETIMEDOUT   ? MMI_TIMED_OUT
-                : st == MM_ECANCELED ? MMI_CANCELLED
-                                     : MMI_DECLINED,
-                1);
-  mmi_count_sub(&mm->counters, MMI_HELD_NOW, 1);
+  mmi_count(mm,
+            st == MM_ETIMEDOUT   ? MMI_TIMED_OUT
+            : st == MM_ECANCELED ? MMI_CANCELLED
+                                 : MMI_DECLINED,
+            1);
+  mmi_uncount(mm, MMI_HELD_NOW, 1);
   deliver(mm, w, st);
 }
 
@@ -211,7 +236,7 @@ struct pass_frame {
   const mm_t *mm;
   struct pass_frame *outer;
 };
-static _Thread_local struct pass_frame *passing;
+static MM_THREAD_LOCAL struct pass_frame *passing;
 
 static bool in_pass_of(const mm_t *mm) {
   for (struct pass_frame *f = passing; f; f = f->outer)
@@ -236,7 +261,8 @@ static bool commit_grant(void *arg) {
   void *block = NULL;
   /* Not w->grant: until the CAS below is won, its caller may time out and
    * return, and the grant lives on its stack. */
-  if (w->block_size && !(block = mmi_block_alloc(gc->mm, w->block_size))) {
+  if (w->block_size &&
+      !(block = mmi_block_alloc(&gc->mm->caches, w->block_size))) {
     (void)try_end(gc->mm, w, W_FAILED, MM_ENOMEM);
     return false;
   }
@@ -246,7 +272,7 @@ static bool commit_grant(void *arg) {
   /* Commit point of a grant by eviction (see dispatch_pass). */
   if (!mm_cas_acq_rel_u32(&w->state, &expect, W_GRANTED)) {
     if (block)
-      mmi_block_free(gc->mm, block, w->block_size);
+      mmi_block_free(&gc->mm->caches, block, w->block_size);
     return false;
   }
   if (block)
@@ -340,13 +366,13 @@ static void dispatch_pass(mm_t *mm) {
   }
   mmi_rcu_read_unlock();
 
-  /* Execution credit parked on CPUs is charged but used by nobody: give
-   * it back first, so that the waiters see all the memory there is.
-   * Blocks parked in per-CPU caches go back to the arena too: memory is
+  /* Quota parked in consumers is charged but held by nobody: give it back
+   * first, so that the waiters see all the memory there is.  Blocks
+   * parked in the allocator's caches go back to the arena too: memory is
    * short while anyone waits. */
   if (h->head) {
-    (void)mmi_credit_reclaim(mm);
-    mmi_blocks_reclaim(mm);
+    (void)mmi_consumers_reclaim(mm);
+    mmi_tcaches_squeeze(&mm->caches, true);
   }
 
   int64_t now = mm_now_ns(), next_deadline = MM_FOREVER_NS;
@@ -498,7 +524,19 @@ void mmi_held_news(mm_t *mm) {
 
 void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes) {
   mmi_pool_uncharge(&mm->pool, pool, bytes);
+  if (mm_load_relaxed_u32(&mm->caches.squeezed))
+    mmi_pressure_update(mm); /* the caches may park again */
   mmi_held_news(mm);
+}
+
+void mmi_pressure_update(mm_t *mm) {
+  uint64_t used = mmi_pool_used_guess(&mm->pool);
+  bool tight = used + mmi_tcaches_capacity(&mm->caches) > mm->cfg.total_bytes ||
+               mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
+                       mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
+                   0;
+  if (tight != (mm_load_relaxed_u32(&mm->caches.squeezed) != 0))
+    mmi_tcaches_squeeze(&mm->caches, tight);
 }
 
 void mmi_hand_over(mm_t *mm, mm_pool pool, uint64_t out, uint64_t in) {
@@ -552,16 +590,16 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   mm_status refused = MM_OK;
   mmi_waiter *w = NULL;
   mmi_qentry *entry = NULL;
-  struct mmi_exec *spare = NULL;
+  struct mm_consumer *spare = NULL;
   if (mm_load_seq_cst_u32(&h->destroying)) {
     refused = MM_ECANCELED;
   } else {
     w = mmi_meta_alloc(sizeof *w);
     entry = mmi_queue_entry_new();
-    spare = pool == MM_POOL_EXECUTION ? mmi_exec_spare_new() : NULL;
+    spare = pool == MM_POOL_EXECUTION ? mmi_consumer_spare() : NULL;
     if (!w || !entry || (pool == MM_POOL_EXECUTION && !spare)) {
       refused = MM_ENOMEM;
-      mmi_count_add(&mm->counters, MMI_DECLINED, 1);
+      mmi_count(mm, MMI_DECLINED, 1);
     }
   }
   if (refused != MM_OK) {
@@ -569,7 +607,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
     if (entry)
       mmi_queue_entry_free(entry);
     if (spare)
-      mmi_exec_spare_free(spare);
+      mmi_consumer_spare_free(spare);
     if (page) {
       mmi_rcu_read_lock();
       mmi_page_abandon(mm, page);
@@ -617,8 +655,8 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
    * held_now rise knows this request is ahead of any it makes next, and
    * that a pass for it has run or is owed (mmi_test_quiet).  (A grant may
    * count it out first: the gauge reads that moment as zero.) */
-  mmi_count_add(&mm->counters, MMI_HELD, 1);
-  mmi_count_add(&mm->counters, MMI_HELD_NOW, 1);
+  mmi_count(mm, MMI_HELD, 1);
+  mmi_count(mm, MMI_HELD_NOW, 1);
 
   mm_status st = MM_EINPROGRESS;
   if (!cb) {

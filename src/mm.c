@@ -138,42 +138,34 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
 
   /* Build each subsystem in turn; on failure undo the ones built. */
   st = MM_ENOMEM;
-  if (!(mm->execs = mmi_registry_new(1024)))
-    goto no_execs;
-  if (!(mm->allocs = mmi_registry_new(1024)))
-    goto no_allocs;
+  if ((st = mmi_consumers_init(mm)) != MM_OK)
+    goto no_consumers;
   if (!(mm->pages =
             mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size)))
     goto no_pages;
   if ((st = mmi_backing_init(&mm->backing, plan.total_bytes)) != MM_OK)
     goto no_backing;
-  if ((st = mmi_caches_init(&mm->caches, &mm->backing, plan.cpu_cache_bytes)) !=
-      MM_OK)
+  if ((st = mmi_tcaches_init(&mm->caches, &mm->backing,
+                             plan.cpu_cache_bytes)) != MM_OK)
     goto no_caches;
   if ((st = mmi_victims_init(mm)) != MM_OK)
     goto no_victims;
-  if ((st = mmi_credit_init(mm)) != MM_OK)
-    goto no_credit;
   if ((st = mmi_held_init(mm)) != MM_OK)
     goto no_held;
   *out = mm;
   return MM_OK;
 
 no_held:
-  mmi_credit_fini(mm);
-no_credit:
   mmi_victims_fini(mm);
 no_victims:
-  mmi_caches_fini(&mm->caches, &mm->backing);
+  mmi_tcaches_fini(&mm->caches);
 no_caches:
   mmi_backing_fini(&mm->backing);
 no_backing:
   mmi_registry_destroy(mm->pages, NULL, NULL);
 no_pages:
-  mmi_registry_destroy(mm->allocs, NULL, NULL);
-no_allocs:
-  mmi_registry_destroy(mm->execs, NULL, NULL);
-no_execs:
+  mmi_consumers_fini(mm);
+no_consumers:
   mmi_meta_free(mm);
   return st;
 }
@@ -183,14 +175,35 @@ void mm_destroy(mm_t *mm) {
     return;
   mmi_held_shutdown(mm);
   mmi_registry_destroy(mm->pages, mmi_page_drop, mm); /* frees their data */
-  mmi_registry_destroy(mm->allocs, mmi_alloc_drop, mm);
-  mmi_registry_destroy(mm->execs, mmi_exec_drop, mm);
-  mmi_credit_fini(mm);
+  mmi_exec_forget_all(mm); /* before the consumers go */
+  mmi_consumers_fini(mm);
   mmi_victims_fini(mm);
-  mmi_caches_fini(&mm->caches, &mm->backing);
+  mmi_tcaches_fini(&mm->caches);
   mmi_backing_fini(&mm->backing); /* after every block went back */
   mmi_meta_free(mm);
   mmi_rcu_barrier(); /* records retired earlier are freed before we return */
+}
+
+struct count_sum {
+  mmi_counter c;
+  uint64_t sum;
+};
+
+static void add_thread_share(const void *extra, void *ctx) {
+  struct count_sum *cs = ctx;
+  const mmi_thread_part *tp = extra;
+  cs->sum += mm_load_relaxed_u64(&tp->count[cs->c]);
+}
+
+uint64_t mmi_count_total(const mm_t *mm, mmi_counter c) {
+  struct count_sum cs = {c, mmi_count_sum(&mm->counters, c)};
+  mmi_tcaches_each(&mm->caches, add_thread_share, &cs);
+  return cs.sum;
+}
+
+uint64_t mmi_count_level(const mm_t *mm, mmi_counter c) {
+  int64_t v = (int64_t)mmi_count_total(mm, c);
+  return v < 0 ? 0 : (uint64_t)v;
 }
 
 void mm_get_stats(const mm_t *mm, mm_stats *out) {
@@ -202,11 +215,11 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
 
   /* The snapshot CAS writes the pool word back unchanged; the manager is
    * never a const object, only const in this call's promise. */
-  /* Credit parked on CPUs is charged but used by nobody: the picture is
-   * the books', as if it had been given back. */
+  /* Spare quota of consumers is charged but used by nobody: the picture
+   * is the books', as if it had been given back. */
   mmi_pool_view v;
   mmi_pool_view_get((mmi_pool *)&mm->pool, &v);
-  uint64_t credit = mmi_credit_parked(mm);
+  uint64_t credit = mmi_consumers_spare((mm_t *)mm);
   if (credit > v.exec_used)
     credit = v.exec_used;
   mmi_pool_view_of(&mm->pool, v.exec_used - credit, v.storage_used, &v);
@@ -218,25 +231,24 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->execution_borrowed_bytes = v.exec_borrowed;
   out->storage_borrowed_bytes = v.storage_borrowed;
 
-  const mmi_counters *cs = &mm->counters;
-  out->storage_pinned_bytes = mmi_count_gauge(cs, MMI_PINNED_BYTES);
-  out->granted = mmi_count_sum(cs, MMI_GRANTED);
-  out->declined = mmi_count_sum(cs, MMI_DECLINED);
-  out->held = mmi_count_sum(cs, MMI_HELD);
-  out->held_now = mmi_count_gauge(cs, MMI_HELD_NOW);
-  out->timed_out = mmi_count_sum(cs, MMI_TIMED_OUT);
-  out->cancelled = mmi_count_sum(cs, MMI_CANCELLED);
-  out->evictions = mmi_count_sum(cs, MMI_EVICTIONS);
-  out->evicted_bytes = mmi_count_sum(cs, MMI_EVICTED_BYTES);
-  out->storage_pages = mmi_count_gauge(cs, MMI_STORAGE_PAGES);
+  out->storage_pinned_bytes = mmi_count_level(mm, MMI_PINNED_BYTES);
+  out->granted = mmi_count_total(mm, MMI_GRANTED);
+  out->declined = mmi_count_total(mm, MMI_DECLINED);
+  out->held = mmi_count_total(mm, MMI_HELD);
+  out->held_now = mmi_count_level(mm, MMI_HELD_NOW);
+  out->timed_out = mmi_count_total(mm, MMI_TIMED_OUT);
+  out->cancelled = mmi_count_total(mm, MMI_CANCELLED);
+  out->evictions = mmi_count_total(mm, MMI_EVICTIONS);
+  out->evicted_bytes = mmi_count_total(mm, MMI_EVICTED_BYTES);
+  out->storage_pages = mmi_count_level(mm, MMI_STORAGE_PAGES);
   uint64_t allocated, active, resident;
   mmi_backing_stats((mmi_backing *)&mm->backing, &allocated, &active,
                     &resident);
   out->backing_allocated_bytes = allocated;
   out->backing_active_bytes = active;
   out->backing_resident_bytes = resident;
-  out->cache_parked_bytes = mmi_caches_parked(&mm->caches);
+  out->cache_parked_bytes = mmi_tcaches_parked(&mm->caches);
   out->execution_credit_bytes = credit;
-  out->execution_ids = mmi_count_gauge(cs, MMI_EXEC_IDS);
-  out->held_granted = mmi_count_sum(cs, MMI_HELD_GRANTED);
+  out->execution_ids = mmi_count_level(mm, MMI_EXEC_IDS);
+  out->held_granted = mmi_count_total(mm, MMI_HELD_GRANTED);
 }

@@ -8,14 +8,16 @@
 
 #include "memory_manager.h"
 
+#include "atomics/mm_futex.h"
+
 #include "backing.h"
-#include "cpucache.h"
-#include "credit.h"
+#include "consumer.h"
 #include "evict.h"
 #include "held.h"
 #include "pool.h"
 #include "registry.h"
 #include "stats.h"
+#include "tcache.h"
 #include "testpoint.h"
 
 /* 2^62: large enough for any machine, small enough that no sum of two
@@ -37,17 +39,69 @@ struct mm {
 
   /* Immutable after mm_create. */
   mm_config cfg;       /* with every default filled in */
-  mmi_registry *execs; /* exec id -> mmi_exec (exec.c) */
+  mmi_registry *execs; /* exec id -> its own consumer (exec.c) */
   mmi_registry *pages; /* page id -> mmi_page (storage.c) */
 
-  mmi_held held;         /* requests waiting for memory (held.c) */
-  mmi_victims victims;   /* live pages, for eviction (evict.c) */
-  mmi_backing backing;   /* real memory (backing.c) */
-  mmi_cpu_caches caches; /* freed blocks, per CPU (cpucache.c) */
-  mmi_credit credit;     /* execution charged ahead, per CPU (credit.c) */
-  mmi_registry *allocs;  /* block address -> allocation (alloc.c) */
+  mmi_held held;       /* requests waiting for memory (held.c) */
+  mmi_victims victims; /* live pages, for eviction (evict.c) */
+  mmi_backing backing; /* real memory (backing.c) */
+  mmi_tcaches caches;  /* freed blocks, per thread (tcache.c) */
+  /* Consumers (consumer.c): by tag, by exec id (every consumer; an exec
+   * id may have many), and the exec id's own (mm->execs, above). */
+  mmi_registry *consumers, *by_exec;
+  mm_atomic_u32 next_key;
   mmi_counters counters;
 };
+
+/*
+ * The policy's part of a thread's record (the extra bytes of its block
+ * cache, tcache.h: one per thread and manager, written only by the thread
+ * that owns it): its share of the counters, and the exec ids' own
+ * consumers it used last (exec.c).  Counting there is a plain load and
+ * store; a sum reads every record (and the stripes, for a thread whose
+ * record could not be made).
+ */
+#define MMI_MEMO_SLOTS 4
+
+typedef struct mmi_thread_part {
+  mm_atomic_u64 count[MMI_NCOUNTERS];
+  struct {
+    uint64_t exec_id;
+    struct mm_consumer *c; /* NULL: empty */
+  } memo[MMI_MEMO_SLOTS];
+  unsigned memo_next;
+} mmi_thread_part;
+
+_Static_assert(sizeof(mmi_thread_part) <= MMI_TCACHE_EXTRA,
+               "a thread's part does not fit its record");
+
+static inline mmi_thread_part *mmi_thread_part_of(mmi_tcache *tc) {
+  return (mmi_thread_part *)(void *)tc->extra;
+}
+
+/* Count on the calling thread's record @tc (its own: plain). */
+static inline void mmi_count_here(mmi_tcache *tc, mmi_counter c,
+                                  uint64_t delta) {
+  mm_atomic_u64 *x = &mmi_thread_part_of(tc)->count[c];
+  mm_store_relaxed_u64(x, mm_load_relaxed_u64(x) + delta); /* ours only */
+}
+
+static inline void mmi_count(mm_t *mm, mmi_counter c, uint64_t delta) {
+  mmi_tcache *tc = mmi_tcache_mine(&mm->caches);
+  if (tc)
+    mmi_count_here(tc, c, delta);
+  else
+    mmi_count_add(&mm->counters, c, delta);
+}
+
+static inline void mmi_uncount(mm_t *mm, mmi_counter c, uint64_t delta) {
+  mmi_count(mm, c, (uint64_t)0 - delta);
+}
+
+/* The sum of a counter, and of one that goes up and down (below zero
+ * while threads count: read as zero). */
+uint64_t mmi_count_total(const mm_t *mm, mmi_counter c);
+uint64_t mmi_count_level(const mm_t *mm, mmi_counter c);
 
 /* Timeouts: MM_NO_WAIT, MM_WAIT_FOREVER or a positive count. */
 static inline bool mmi_timeout_valid(int64_t timeout_ns) {
@@ -58,13 +112,17 @@ static inline bool mmi_timeout_valid(int64_t timeout_ns) {
 struct mmi_page;
 /* What a grant for real memory hands back to alloc.c. */
 typedef struct mmi_grant {
-  struct mmi_page *page; /* storage: charged, still pending, the caller's */
-  uint64_t exec_gen;     /* execution: the exec id's incarnation charged */
-  uint64_t block_size;   /* the block the grant is for */
-  void *block;           /* made by a grant that evicted, before any victim
-                            went (so a failed allocation evicted nothing);
-                            NULL: the caller makes it */
-  bool inside;           /* it was held: call mmi_held_leave when done */
+  struct mmi_page *page;        /* storage: charged, still pending, the
+                                   caller's */
+  struct mm_consumer *consumer; /* execution: the consumer to credit (NULL:
+                                   the exec id's own) */
+  uint32_t key;                 /* execution: the tag of the consumer the
+                                   grant was credited to */
+  uint64_t block_size;          /* the block the grant is for */
+  void *block; /* made by a grant that evicted, before any victim
+                  went (so a failed allocation evicted nothing);
+                  NULL: the caller makes it */
+  bool inside; /* it was held: call mmi_held_leave when done */
 } mmi_grant;
 /* Grant, decline or hold @bytes (already validated) of @pool for @id.
  * With @grant (no @cb): a granted storage page is left pending but charged
@@ -77,22 +135,28 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
                               mm_grant_fn cb, void *ctx, uint64_t *ticket,
                               mmi_grant *grant);
 
-/* ---- exec.c: execution records ---- */
-struct mmi_exec;
-/* Add @bytes, already charged to the pool, to @exec_id's record.  In a
- * read section.  If a new record is needed it comes from *@spare when
- * that is set (then this cannot fail), else from the allocator
- * (MM_ENOMEM if that fails). */
-mm_status mmi_exec_attribute(mm_t *mm, uint64_t exec_id, uint64_t bytes,
-                             struct mmi_exec **spare, uint64_t *gen);
-/* Return @bytes attributed to incarnation @gen of @exec_id (see
- * mmi_grant); MM_EINVAL, and nothing returned, if that incarnation is
- * gone (mm_release_all_execution returned its bytes already). */
-mm_status mmi_exec_release_gen(mm_t *mm, uint64_t exec_id, uint64_t gen,
-                               uint64_t bytes);
-struct mmi_exec *mmi_exec_spare_new(void);
-void mmi_exec_spare_free(struct mmi_exec *e);
-void mmi_exec_drop(mmi_node *n, void *mm);
+/* ---- exec.c: execution memory by exec id ---- */
+/* The exec id's own consumer (the id-based calls'); with @create, made if
+ * it has none (from *@spare when that is set), NULL if out of memory.  In
+ * a read section. */
+struct mm_consumer *mmi_exec_own(mm_t *mm, uint64_t exec_id, bool create,
+                                 struct mm_consumer **spare);
+/* @bytes, already charged to the pool word, become held by @exec_id's own
+ * consumer (the one it has at this moment, or a new one made from
+ * *@spare); returns its tag, or 0 if out of memory with no spare.  In a
+ * read section. */
+uint32_t mmi_exec_credit(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                         struct mm_consumer **spare);
+/* Charge @bytes to @exec_id's own consumer (its first charge makes it):
+ * from its spare, a refill, or the front door (@grant as there). */
+mm_status mmi_exec_charge(mm_t *mm, uint64_t exec_id, uint64_t bytes,
+                          int64_t timeout_ns, mmi_grant *grant);
+/* The exec id's own consumer, open, or NULL: one this thread used lately
+ * if it still stands.  Good until the thread's next call of it; if *@put,
+ * the caller holds a reference to put instead. */
+struct mm_consumer *mmi_exec_own_here(mm_t *mm, uint64_t exec_id, bool *put);
+/* Let go of every consumer the threads remember (mm_destroy). */
+void mmi_exec_forget_all(mm_t *mm);
 
 /* ---- storage.c: page records ---- */
 struct mmi_page;
@@ -129,14 +193,68 @@ void mmi_page_unlink(mm_t *mm, struct mmi_page *pg);
 void mmi_page_drop(mmi_node *n, void *mm);
 
 /* ---- alloc.c: blocks ---- */
-void mmi_alloc_drop(mmi_node *n, void *mm);
-/* A block of @size, and its return: through this CPU's cache. */
-void *mmi_block_alloc(mm_t *mm, size_t size);
-void mmi_block_free(mm_t *mm, void *p, size_t size);
-/* The books are nearly full: give parked blocks back to the arena. */
-void mmi_blocks_reclaim(mm_t *mm);
 /* What mm_storage_alloc(@size) charges: the smallest whole number of
  * pages that is also a size class of the arena; 0 if there is none. */
 uint64_t mmi_page_block_size(mm_t *mm, size_t size);
+
+/* ---- held.c: pressure on the allocator ---- */
+/* Blocks parked in the allocator's caches are memory the books do not
+ * charge: they may park only while the budget has room for every cache
+ * to be full.  Re-decide after a charge (and, while squeezed, after a
+ * return of capacity). */
+void mmi_pressure_update(mm_t *mm);
+
+/* ---- consumer.c: the fast paths, inline for exec.c and alloc.c ---- */
+
+/* May an acquire take from spare now, or must it queue behind held
+ * requests?  Relaxed: fairness, not the wake-up rule (consumer.c). */
+static inline bool mmi_spare_usable(const mm_t *mm) {
+  const mmi_held *h = &mm->held;
+  return mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) == 0 &&
+         !mm_load_relaxed_u32(&h->blocked[MM_POOL_EXECUTION]) &&
+         (int64_t)mm_load_relaxed_u64(&h->bar_at[MM_POOL_EXECUTION]) ==
+             MM_FOREVER_NS;
+}
+
+/* Are requests held?  seq_cst: the Dekker pair with a waiter (consumer.c). */
+static inline bool mmi_anyone_held(const mm_t *mm) {
+  return mm_load_seq_cst_u64(&mm->held.count[MM_POOL_EXECUTION]) +
+             mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) !=
+         0;
+}
+
+/* Charge @bytes to @c from its spare quota, if it has them and nothing
+ * held competes; true if charged.  (The caller counts the grant.) */
+static inline bool mmi_consumer_take_spare(struct mm_consumer *c,
+                                           uint64_t bytes) {
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  while (w != MMI_CLOSED && mmi_books_spare(w) >= bytes &&
+         mmi_books_held(w) + bytes <= MMI_HELD_MAX && mmi_spare_usable(c->mm)) {
+    /* Commit point of an acquire from spare: one CAS on the books. */
+    if (mm_cas_acq_rel_u64(&c->books, &w,
+                           w - bytes + (bytes << MMI_SPARE_BITS)))
+      return true;
+  }
+  return false;
+}
+
+/* Return @bytes that @c holds to its spare, if that keeps its spare
+ * within two quanta; true if returned.  (Else mmi_consumer_release.) */
+static inline bool mmi_consumer_release_fast(struct mm_consumer *c,
+                                             uint64_t bytes) {
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  while (w != MMI_CLOSED && mmi_books_held(w) >= bytes &&
+         mmi_books_spare(w) + bytes <= 2 * c->quantum) {
+    /* Commit point of a release: seq_cst, the first half of the pair
+     * with a waiter's count (consumer.c). */
+    if (mm_cas_seq_cst_u64(&c->books, &w,
+                           w - (bytes << MMI_SPARE_BITS) + bytes)) {
+      if (mmi_anyone_held(c->mm))
+        mmi_consumer_give_spare(c); /* held requests see every byte */
+      return true;
+    }
+  }
+  return false;
+}
 
 #endif /* MM_INTERNAL_H */

@@ -59,8 +59,12 @@ static unsigned long hash_key(uint64_t key) {
   return (unsigned long)key;
 }
 
+/* Nodes and links share their head: the key follows the lfht node. */
+_Static_assert(offsetof(mmi_node, key) == offsetof(mmi_link, key),
+               "mmi_node and mmi_link heads differ");
+
 static int match_key(struct cds_lfht_node *lf, const void *key) {
-  const mmi_node *n = caa_container_of(lf, mmi_node, lfht);
+  const mmi_link *n = caa_container_of(lf, mmi_link, lfht);
   TSAN_ACQUIRE(n); /* liburcu calls this on records other threads published */
   return n->key == *(const uint64_t *)key;
 }
@@ -159,6 +163,47 @@ mmi_node *mmi_registry_insert_unique(mmi_registry *r, mmi_node *n) {
 
 bool mmi_registry_remove(mmi_registry *r, mmi_node *n) {
   return cds_lfht_del(r->ht, &n->lfht) == 0;
+}
+
+mmi_link *mmi_registry_link_find(mmi_registry *r, uint64_t key) {
+  return (mmi_link *)mmi_registry_find(r, key); /* the same head */
+}
+
+mmi_link *mmi_registry_link_insert_unique(mmi_registry *r, mmi_link *l) {
+  return (mmi_link *)mmi_registry_insert_unique(r, (mmi_node *)l);
+}
+
+void mmi_registry_link_add(mmi_registry *r, mmi_link *l) {
+  TSAN_RELEASE(l); /* publishes the record's initialised fields */
+  cds_lfht_add(r->ht, hash_key(l->key), &l->lfht);
+}
+
+bool mmi_registry_link_remove(mmi_registry *r, mmi_link *l) {
+  return cds_lfht_del(r->ht, &l->lfht) == 0;
+}
+
+void mmi_registry_each_key(mmi_registry *r, uint64_t key,
+                           void (*fn)(mmi_link *l, void *ctx), void *ctx) {
+  struct cds_lfht_iter it;
+  cds_lfht_lookup(r->ht, hash_key(key), match_key, &key, &it);
+  for (struct cds_lfht_node *lf; (lf = cds_lfht_iter_get_node(&it)) != NULL;
+       cds_lfht_next_duplicate(r->ht, match_key, &key, &it)) {
+    mmi_link *l = caa_container_of(lf, mmi_link, lfht);
+    TSAN_ACQUIRE(l);
+    fn(l, ctx);
+  }
+}
+
+void mmi_registry_each(mmi_registry *r, void (*fn)(mmi_link *l, void *ctx),
+                       void *ctx) {
+  struct cds_lfht_iter it;
+  cds_lfht_first(r->ht, &it);
+  for (struct cds_lfht_node *lf; (lf = cds_lfht_iter_get_node(&it)) != NULL;
+       cds_lfht_next(r->ht, &it)) {
+    mmi_link *l = caa_container_of(lf, mmi_link, lfht);
+    TSAN_ACQUIRE(l);
+    fn(l, ctx);
+  }
 }
 
 void mmi_rcu_grace_acquire(void) {

@@ -21,9 +21,17 @@
 /* The head of every record kept in a registry; embed it first. */
 typedef struct mmi_node {
   struct cds_lfht_node lfht;
-  struct rcu_head rcu;
   uint64_t key;
+  struct rcu_head rcu;
 } mmi_node;
+
+/* A record's place in a second registry (one whose keys may repeat, or
+ * one that does not free its records): the same head without the RCU
+ * link.  The record it is embedded in is freed through its mmi_node. */
+typedef struct mmi_link {
+  struct cds_lfht_node lfht;
+  uint64_t key;
+} mmi_link;
 
 typedef struct mmi_registry mmi_registry;
 
@@ -64,6 +72,20 @@ mmi_node *mmi_registry_insert_unique(mmi_registry *r, mmi_node *n);
 /* Unlink @n; true if this call unlinked it, false if it already was.
  * Idempotent, so any thread may help.  In a read section. */
 bool mmi_registry_remove(mmi_registry *r, mmi_node *n);
+
+/* The same for links.  mmi_registry_link_add publishes @l whatever else
+ * has its key; mmi_registry_each_key calls @fn on every link with @key
+ * (none added or removed meanwhile is missed or seen twice, by liburcu's
+ * guarantees for concurrent traversal), mmi_registry_each on every link.
+ * In a read section. */
+mmi_link *mmi_registry_link_find(mmi_registry *r, uint64_t key);
+mmi_link *mmi_registry_link_insert_unique(mmi_registry *r, mmi_link *l);
+void mmi_registry_link_add(mmi_registry *r, mmi_link *l);
+bool mmi_registry_link_remove(mmi_registry *r, mmi_link *l);
+void mmi_registry_each_key(mmi_registry *r, uint64_t key,
+                           void (*fn)(mmi_link *l, void *ctx), void *ctx);
+void mmi_registry_each(mmi_registry *r, void (*fn)(mmi_link *l, void *ctx),
+                       void *ctx);
 
 /* Free @n with mmi_meta_free once every read section that might still
  * see it has ended (call_rcu).  Call once, after it is unlinked. */

@@ -19,7 +19,7 @@
 #include "stats.h"
 
 static mm_atomic_u32 next_stripe;
-static _Thread_local uint32_t my_stripe_plus1; /* 0: not dealt yet */
+static MM_THREAD_LOCAL uint32_t my_stripe_plus1; /* 0: not dealt yet */
 
 uint32_t mmi_stripe_of_thread(void) {
   if (my_stripe_plus1 == 0)

@@ -131,9 +131,9 @@ static void page_settle(mm_t *mm, mmi_page *pg) {
 }
 
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins) {
-  mmi_count_add(&mm->counters, MMI_STORAGE_PAGES, 1); /* before it can go */
+  mmi_count(mm, MMI_STORAGE_PAGES, 1); /* before it can go */
   if (pins)
-    mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+    mmi_count(mm, MMI_PINNED_BYTES, pg->bytes);
   mmi_victims_add(mm, pg); /* still PENDING: no probe claims it yet */
   /* release: whoever finds the page live finds it complete (its data
    * too).  Only the request that reserved a pending page writes its
@@ -151,7 +151,7 @@ void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size) {
 
 void mmi_page_free_data(mm_t *mm, struct mmi_page *pg) {
   if (pg->data) {
-    mmi_block_free(mm, pg->data, pg->data_size);
+    mmi_block_free(&mm->caches, pg->data, pg->data_size);
     pg->data = NULL;
   }
 }
@@ -228,7 +228,7 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
 static void page_retire(mm_t *mm, mmi_page *pg) {
   mmi_victims_remove(mm, pg); /* before the charge is returned */
   mmi_page_free_data(mm, pg); /* memory first, then the charge */
-  mmi_count_sub(&mm->counters, MMI_STORAGE_PAGES, 1);
+  mmi_uncount(mm, MMI_STORAGE_PAGES, 1);
   mmi_page_unlink(mm, pg); /* pg stays readable to the end of the section */
   mmi_give_back(mm, MM_POOL_STORAGE, pg->bytes);
 }
@@ -275,7 +275,7 @@ mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data) {
   mm_status st = page_change(mm, page_id, pin_rule, &pg, &before);
   if (st == MM_OK) {
     if ((before & PAGE_PINS_MASK) == 0)
-      mmi_count_add(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+      mmi_count(mm, MMI_PINNED_BYTES, pg->bytes);
     mmi_victims_touch(mm, pg);
     if (data)
       *data = pg->data;
@@ -293,7 +293,7 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
   bool evictable = st == MM_OK && (before & PAGE_PINS_MASK) == 1;
   if (evictable) {
-    mmi_count_sub(&mm->counters, MMI_PINNED_BYTES, pg->bytes);
+    mmi_uncount(mm, MMI_PINNED_BYTES, pg->bytes);
     mmi_victims_touch(mm, pg); /* in use until now: recently used */
   }
   mmi_rcu_read_unlock();

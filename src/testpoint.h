@@ -21,8 +21,8 @@ typedef enum mmi_tp {
   MMI_TP_EVICT_RESERVED, /* an eviction charged what was free, before it
                             claims anything */
   MMI_TP_EVICT_CLAIMED,  /* an eviction claimed one more victim */
-  MMI_TP_CREDIT_TAKEN,   /* a credit reclaim took CPUs' credit, before it
-                            gives the bytes back to the pool word */
+  MMI_TP_SPARE_TAKEN,    /* a reclaim took consumers' spare quota, before
+                            it gives the bytes back to the pool word */
   MMI_TP_CHARGE_FAILED,  /* a new page's charge failed, before its bytes
                             stop counting as unsettled */
   MMI_TP_HELD_GRANTED,   /* a blocking alloc call was granted after being

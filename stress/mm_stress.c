@@ -22,11 +22,17 @@
  *                blocks from mm_exec_alloc; an asynchronous request with a
  *                callback, cancelled half of the time; a scan that churns
  *                pages.  So requests are held, and granted, time out and
- *                are cancelled, all the time.
+ *                are cancelled, all the time.  Beside each query, the
+ *                thread works for a parallel operator: a consumer handle
+ *                that four query threads share at once, from which they
+ *                allocate and free blocks of 16 B to 16 KiB and acquire
+ *                and release 64 KiB to 1 MiB (some of it waiting 1 ms).
  *   mixed        both, half the threads each (the default).
  *   adversarial  a 4 MiB budget, pages pinned in bulk, requests at the
  *                exact limits, cancel storms, exec ids that vanish and are
- *                reclaimed with mm_release_all_execution.
+ *                reclaimed with mm_release_all_execution, closing a
+ *                consumer of theirs that still holds memory and a block
+ *                (an orphan, freed after).
  *
  * --faults injects faults, and checks that each ends in a documented
  * status with nothing lost: every 97th block allocation of the backing
@@ -338,9 +344,21 @@ static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
 
 /* ---- statistics --------------------------------------------------------- */
 
-enum kind { K_PIN, K_MISS, K_EXEC, K_BURST, K_ASYNC, K_CANCEL, K_LIMIT, NKIND };
-static const char *kind_name[] = {"pin-hit", "page-miss", "exec-alloc", "burst",
-                                  "async",   "cancel",    "limits"};
+enum kind {
+  K_PIN,
+  K_MISS,
+  K_EXEC,
+  K_BURST,
+  K_ASYNC,
+  K_CANCEL,
+  K_LIMIT,
+  K_OP_ALLOC,
+  K_OP_ACQUIRE,
+  NKIND
+};
+static const char *kind_name[] = {"pin-hit", "page-miss", "exec-alloc",
+                                  "burst",   "async",     "cancel",
+                                  "limits",  "op-alloc",  "op-acquire"};
 #define BUCKETS 40 /* latency histogram: bucket b holds [2^b, 2^(b+1)) ns */
 
 typedef struct counts {
@@ -449,17 +467,28 @@ static mm_status async_call(int me, int pool, uint64_t id, size_t bytes,
 
 /* A blocking call that may wait (@timeout is not MM_NO_WAIT): an
  * execution acquire, or (with @data) mm_storage_alloc. */
-static mm_status blocking_call(int me, int pool, uint64_t id, size_t bytes,
-                               int64_t timeout, void **data) {
-  slot *b = &blocking_slot[me];
-  slot_fill(b, pool, bytes, timeout);
-  mm_status st = pool == MM_POOL_EXECUTION
-                     ? mm_acquire_execution(mm, id, bytes, timeout)
-                     : mm_storage_alloc(mm, id, bytes, timeout, data);
-  atomic_store(&b->state, SLOT_FREE);
+static mm_status blocking_end(int me, mm_status st) {
+  atomic_store(&blocking_slot[me].state, SLOT_FREE);
   if (st == MM_ETIMEDOUT)
     atomic_fetch_add(&blocking_timed_out, 1);
   return st;
+}
+
+static mm_status blocking_call(int me, int pool, uint64_t id, size_t bytes,
+                               int64_t timeout, void **data) {
+  slot_fill(&blocking_slot[me], pool, bytes, timeout);
+  return blocking_end(me, pool == MM_POOL_EXECUTION
+                              ? mm_acquire_execution(mm, id, bytes, timeout)
+                              : mm_storage_alloc(mm, id, bytes, timeout, data));
+}
+
+/* The same for a consumer: an acquire, or (with @data) an allocation of
+ * @bytes, its own size class. */
+static mm_status blocking_op(int me, mm_consumer *op, size_t bytes,
+                             int64_t timeout, void **data) {
+  slot_fill(&blocking_slot[me], MM_POOL_EXECUTION, bytes, timeout);
+  return blocking_end(me, data ? mm_consumer_alloc(op, bytes, timeout, data)
+                               : mm_consumer_acquire(op, bytes, timeout));
 }
 
 /* One page access: pin on a hit, register on a miss; then unpin.  One
@@ -525,6 +554,52 @@ static size_t query_min, query_max;
 static const int64_t burst_timeout[] = {1000000, 5000000, 50000000, 500000000};
 static const int64_t async_timeout[] = {2000000, 50000000, 1000000000};
 
+/* Parallel operators: consumers that several query threads use at once.
+ * Each thread checks its own blocks' memory and frees them; what the
+ * operator holds is only ever what its threads hold. */
+#define OP_THREADS 4
+static mm_consumer *operators[64];
+static int noperators;
+
+static void operator_work(counts *c, uint64_t *s, int me) {
+  mm_consumer *op = operators[(me / OP_THREADS) % noperators];
+  void *blk[8];
+  size_t sz[8];
+  int n = 0;
+  for (int i = 0; i < 8; i++) {
+    int64_t t0 = now_ns();
+    sz[n] = (size_t)16 << (rng(s) % 11);
+    mm_status st = rng(s) % 4
+                       ? mm_consumer_alloc(op, sz[n], MM_NO_WAIT, &blk[n])
+                       : blocking_op(me, op, sz[n], 1000000, &blk[n]);
+    INVARIANT(st == MM_OK || st == MM_ENOMEM || st == MM_ETIMEDOUT);
+    record(c, K_OP_ALLOC, st == MM_OK, t0);
+    if (st == MM_OK) {
+      memset(blk[n], me & 0xff, sz[n]);
+      n++;
+    }
+  }
+  int64_t t0 = now_ns();
+  size_t bytes = (size_t)65536 << (rng(s) % 5);
+  mm_status st = rng(s) % 2 ? mm_consumer_acquire(op, bytes, MM_NO_WAIT)
+                            : blocking_op(me, op, bytes, 1000000, NULL);
+  INVARIANT(st == MM_OK || st == MM_ENOMEM || st == MM_ETIMEDOUT);
+  record(c, K_OP_ACQUIRE, st == MM_OK, t0);
+  if (st == MM_OK)
+    shadow_add((long long)bytes);
+  for (int i = 0; i < 4; i++)
+    page_access(c, s, (uint32_t)(rng(s) % npages), me);
+  if (st == MM_OK) {
+    shadow_add(-(long long)bytes);
+    INVARIANT(mm_consumer_release(op, bytes) == MM_OK);
+  }
+  for (int i = 0; i < n; i++) {
+    INVARIANT(((unsigned char *)blk[i])[0] == (me & 0xff) &&
+              ((unsigned char *)blk[i])[sz[i] - 1] == (me & 0xff));
+    INVARIANT(mm_consumer_free(op, blk[i]) == MM_OK);
+  }
+}
+
 static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   uint64_t id = *idp;
   /* A query grows its working memory in bursts up to its target; a burst
@@ -562,6 +637,7 @@ static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   }
   for (int i = 0; i < n; i++)
     INVARIANT(mm_exec_free(mm, id, blk[i]) == MM_OK);
+  operator_work(c, s, me);
   /* an asynchronous request beside it, sometimes cancelled; its grant, if
    * it comes, is released with the id at the query's end (or the next) */
   uint64_t async_id = (uint64_t)me + 1 + (1ull << 40), ticket;
@@ -611,6 +687,14 @@ static bool all_decided(int me) {
 
 static void adversarial_work(counts *c, uint64_t *s, int me) {
   uint64_t id = (uint64_t)me + 1;
+  /* a consumer of the id, holding memory and a block when the id goes */
+  mm_consumer *vc;
+  INVARIANT(mm_consumer_open(mm, id, &vc) == MM_OK);
+  void *kept = NULL;
+  mm_status vs = mm_consumer_alloc(vc, 1 + rng(s) % 20000, MM_NO_WAIT, &kept);
+  INVARIANT(vs == MM_OK || vs == MM_ENOMEM);
+  vs = mm_consumer_acquire(vc, 64 << 10, MM_NO_WAIT);
+  INVARIANT(vs == MM_OK || vs == MM_ENOMEM);
   int64_t t0 = now_ns();
   /* exact limits */
   INVARIANT(mm_acquire_execution(mm, id, 0, MM_NO_WAIT) == MM_EINVAL);
@@ -644,6 +728,12 @@ static void adversarial_work(counts *c, uint64_t *s, int me) {
     nanosleep(&d, NULL);
   }
   (void)mm_release_all_execution(mm, id);
+  /* the consumer was closed with it: refused, but its block is freed */
+  INVARIANT(mm_consumer_held(vc) == 0);
+  INVARIANT(mm_consumer_acquire(vc, 1, MM_NO_WAIT) == MM_EINVAL);
+  if (kept)
+    INVARIANT(mm_consumer_free(vc, kept) == MM_OK);
+  INVARIANT(mm_consumer_close(vc) == MM_OK);
 }
 
 /* A run of page accesses; one run in 8 is a range scan that keeps the
@@ -706,7 +796,7 @@ static void *worker(void *arg) {
  * it fit should have granted it (an asynchronous one past its deadline
  * would have been timed out by it; a blocking one past its deadline may
  * be timing itself out, and is not judged).  "Fits" is the pool rules on the
- * books of mm_get_stats (credit parked on CPUs is not in them, and a pass
+ * books of mm_get_stats (consumers' spare quota is not in them, and a pass
  * reclaims it first): free memory, or, for execution, unpinned pages above the
  * protected floor with the largest page to spare (victims are whole pages), for
  * storage any unpinned pages.  A request that fits may stay held behind an
@@ -849,6 +939,12 @@ int main(int argc, char **argv) {
   npages = (uint32_t)(opt.budget / 2 / 4096 * 4);
   if (npages > MAX_PAGES)
     npages = MAX_PAGES;
+  noperators = (nexec + OP_THREADS - 1) / OP_THREADS;
+  if (noperators > 64)
+    noperators = 64;
+  for (int i = 0; i < noperators; i++)
+    INVARIANT(mm_consumer_open(mm, (1ull << 41) + (uint64_t)i, &operators[i]) ==
+              MM_OK);
   per_thread = calloc((size_t)opt.threads, sizeof *per_thread);
   if (opt.faults)
     mmi_backing_fail_every(97); /* every 97th block allocation fails */
@@ -918,6 +1014,10 @@ int main(int argc, char **argv) {
     }
   for (int i = 0; i < opt.threads; i++)
     (void)mm_release_all_execution(mm, (uint64_t)i + 1 + (1ull << 40));
+  for (int i = 0; i < noperators; i++) {
+    INVARIANT(mm_consumer_held(operators[i]) == 0); /* its threads' all */
+    INVARIANT(mm_consumer_close(operators[i]) == MM_OK);
+  }
   mm_trim(mm);
   mm_stats end;
   mm_get_stats(mm, &end);
@@ -927,7 +1027,7 @@ int main(int argc, char **argv) {
   if (end.backing_allocated_bytes != 0)
     fprintf(stderr,
             "mm-stress: after teardown the arena holds %llu bytes (%llu "
-            "parked in CPU caches; %llu pages, %llu exec ids left)\n",
+            "parked in thread caches; %llu pages, %llu exec ids left)\n",
             (unsigned long long)end.backing_allocated_bytes,
             (unsigned long long)end.cache_parked_bytes,
             (unsigned long long)end.storage_pages,

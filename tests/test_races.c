@@ -186,47 +186,41 @@ static void test_claim_given_back_wakes_waiter(void **state) {
 }
 
 /*
- * Defect: credit reclaimed by the front door woke nobody.  F's request
- * takes every CPU's credit and stops before it gives the bytes back to the
- * pool word; W (a storage page, squeezed by that credit) is held; F gives
- * the credit back and charges what it needs.  W fits in what is left and
- * must be granted then, not at its deadline.
+ * Defect: quota reclaimed by the front door woke nobody.  F's request
+ * takes every consumer's spare quota and stops before it gives the bytes
+ * back to the pool word; W (a storage page, squeezed by that quota) is
+ * held; F gives the quota back and charges what it needs.  W fits in what
+ * is left and must be granted then, not at its deadline.  (Found for the
+ * per-CPU credit that consumers' quota replaced.)
  */
-static void test_reclaimed_credit_wakes_waiter(void **state) {
+static void test_reclaimed_quota_wakes_waiter(void **state) {
   (void)state;
-  /* A budget for a whole 256 KiB batch of credit: 16 x ncpu batches. */
-  long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-  size_t total = 64 * MiB;
-  if (ncpu > 16)
-    total = (size_t)ncpu * 4 * MiB;
-  mm_config cfg = {.total_bytes = total,
-                   .max_execution_request = total,
+  mm_config cfg = {.total_bytes = 64 * MiB,
+                   .max_execution_request = 64 * MiB,
                    .overtake_limit_ns = NEVER_STARVES};
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
-  uint64_t batch = mm->credit.batch, e0 = total / 2;
-  assert_int_equal(batch, 256 * KiB);
-  /* Execution just under its pool, then a small charge whose refill parks
-   * a batch of credit: the pool word's execution half passes E0, and the
-   * storage pool shrinks by what the credit holds. */
-  assert_int_equal(mm_acquire_execution(mm, 1, e0 - 64 * KiB, MM_NO_WAIT),
-                   MM_OK);
-  assert_int_equal(mm_acquire_execution(mm, 1, 8 * KiB, MM_NO_WAIT), MM_OK);
-  assert_true(mmi_credit_parked(mm) >= batch);
-  uint64_t word_exec = e0 - 56 * KiB + mmi_credit_parked(mm);
-  assert_true(word_exec > e0);
-  /* Storage full of pinned pages up to what the credit leaves it. */
-  uint64_t room = total - word_exec, pages = room / 4096;
+  uint64_t e0 = 32 * MiB;
+  /* Exec id 1 takes 31.5 MiB and a quantum (1 MiB) of spare quota: the
+   * pool word's execution half passes E0, and the storage pool shrinks by
+   * what the quota holds.  (An id's first charge is exact; its second is
+   * a refill, which takes the quantum.) */
+  assert_int_equal(
+      mm_acquire_execution(mm, 1, e0 - 512 * KiB - 4 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mmi_consumers_spare(mm), 0);
+  assert_int_equal(mm_acquire_execution(mm, 1, 4 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mmi_consumers_spare(mm), 1 * MiB);
+  /* Storage full of pinned pages up to what the quota leaves it. */
+  uint64_t pages = (64 * MiB - (e0 + 512 * KiB)) / 4096;
   for (uint64_t p = 1; p <= pages; p++) {
     assert_int_equal(mm_acquire_storage(mm, p, 4096, MM_NO_WAIT), MM_OK);
     assert_int_equal(mm_pin_storage(mm, p, NULL), MM_OK);
   }
-
-  /* F: larger than a credit charge, so the exact path; it reclaims every
-   * credit, and then fits. */
-  gate_set(mm, MMI_TP_CREDIT_TAKEN);
+  /* F, another exec id: no room for it and a quantum; the exact path
+   * reclaims every spare, and then it fits. */
+  gate_set(mm, MMI_TP_SPARE_TAKEN);
   call f;
-  start(&f, mm, EXEC, 2, batch / 4 + 4 * KiB, MM_NO_WAIT);
+  start(&f, mm, EXEC, 2, 68 * KiB, MM_NO_WAIT);
   EVENTUALLY(atomic_load(&gate.arrived));
   outcome w = {0};
   assert_int_equal(mm_acquire_async(mm, MM_POOL_STORAGE, pages + 1, 4096,
@@ -689,7 +683,7 @@ static void test_lost_grant_frees_block_at_its_size(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_given_back_wakes_waiter),
-      cmocka_unit_test(test_reclaimed_credit_wakes_waiter),
+      cmocka_unit_test(test_reclaimed_quota_wakes_waiter),
       cmocka_unit_test(test_destroy_waits_for_work_after_grant),
       cmocka_unit_test(test_service_sleeps_while_baton_held),
       cmocka_unit_test(test_id_free_after_its_own_callback),

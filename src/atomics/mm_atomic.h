@@ -24,6 +24,11 @@
 
 #define MM_CACHE_LINE 64
 
+/* Thread-local storage on the hot paths: the initial-exec model, so that
+ * a shared library reads it as a static one does (an offset from the
+ * thread pointer), without a call to __tls_get_addr. */
+#define MM_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* ---- 64-bit scalars ---------------------------------------------------- */
 
 typedef _Atomic uint64_t mm_atomic_u64;
@@ -61,6 +66,14 @@ static inline bool mm_cas_acq_rel_u64(mm_atomic_u64 *p, uint64_t *expected,
                                       uint64_t desired) {
   return atomic_compare_exchange_strong_explicit(
       p, expected, desired, memory_order_acq_rel, memory_order_acquire);
+}
+
+/* Strong, sequentially consistent: the write side of a Dekker pair whose
+ * write is a CAS (a consumer's release, a pass's reclaim of its spare). */
+static inline bool mm_cas_seq_cst_u64(mm_atomic_u64 *p, uint64_t *expected,
+                                      uint64_t desired) {
+  return atomic_compare_exchange_strong_explicit(
+      p, expected, desired, memory_order_seq_cst, memory_order_seq_cst);
 }
 
 /* Sequentially consistent: only where two threads each write one word and
@@ -114,6 +127,10 @@ static inline uint32_t mm_faa_acq_rel_u32(mm_atomic_u32 *p, uint32_t v) {
   return atomic_fetch_add_explicit(p, v, memory_order_acq_rel);
 }
 
+static inline uint32_t mm_fas_acq_rel_u32(mm_atomic_u32 *p, uint32_t v) {
+  return atomic_exchange_explicit(p, v, memory_order_acq_rel);
+}
+
 /* Strong: a failure means the value really differed. */
 static inline bool mm_cas_acq_rel_u32(mm_atomic_u32 *p, uint32_t *expected,
                                       uint32_t desired) {
@@ -140,6 +157,13 @@ static inline bool mm_cas_acquire_u32(mm_atomic_u32 *p, uint32_t *expected,
  * full barriers. */
 static inline void mm_fence_seq_cst(void) {
   atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* A compiler barrier: no instruction is emitted.  The owner's half of an
+ * asymmetric handshake whose other half is a membarrier(2) (tcache.c),
+ * which makes every running thread execute a full barrier. */
+static inline void mm_fence_compiler(void) {
+  atomic_signal_fence(memory_order_seq_cst);
 }
 
 /* ---- pointers ---------------------------------------------------------- */
@@ -171,6 +195,13 @@ static inline bool mm_cas_release_ptr(mm_atomic_ptr *p, void **expected,
                                       void *desired) {
   return atomic_compare_exchange_weak_explicit(
       p, expected, desired, memory_order_release, memory_order_relaxed);
+}
+
+/* Weak; on failure *expected receives the current value. */
+static inline bool mm_cas_acq_rel_ptr(mm_atomic_ptr *p, void **expected,
+                                      void *desired) {
+  return atomic_compare_exchange_weak_explicit(
+      p, expected, desired, memory_order_acq_rel, memory_order_relaxed);
 }
 
 /* ---- double word ------------------------------------------------------- */

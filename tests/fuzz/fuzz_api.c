@@ -5,7 +5,9 @@
  *
  * The model is what docs/DESIGN.md and the header promise, written the
  * plain way: two used counters, a table of pages with their pins, the
- * bytes each exec id holds, and the blocks handed out.  After every call
+ * books (each exec id's own, for the id-based calls, and a few consumer
+ * handles), and the blocks handed out, each with the books it was charged
+ * to.  After every call
  *
  *   - the status is the one the model predicts (where the header leaves a
  *     choice, as when the protected floor makes eviction a matter of which
@@ -17,8 +19,10 @@
  *     that was declined or needed no room evicted nothing; execution never
  *     took storage below storage_protected_bytes;
  *   - mm_get_stats agrees with the model exactly (used, pinned, pages,
- *     pool sizes, borrowed bytes), and every exec id holds what the model
- *     says.
+ *     pool sizes, borrowed bytes), every exec id and every consumer holds
+ *     what the model says, and the quota consumers reserved ahead of use
+ *     stays within its documented bound (it is not in the model: the
+ *     books charge it and the picture leaves it out).
  *
  * A bad input must leave everything exactly as it was: the same checks
  * run after it.  The first disagreement prints what was expected and
@@ -43,9 +47,11 @@
 #include <time.h>
 
 #define PAGE   4096u
-#define NPAGES 16 /* page ids 0..15 */
-#define NIDS   4  /* exec ids 0..3 */
-#define NBLK   16 /* blocks from mm_exec_alloc held at once */
+#define NPAGES 16             /* page ids 0..15 */
+#define NIDS   4              /* exec ids 0..3 */
+#define NCONS  3              /* consumer handles open at once */
+#define NBOOK  (NIDS + NCONS) /* the ids' own books, then the handles' */
+#define NBLK   16             /* execution blocks held at once */
 
 /* ---- the input ---------------------------------------------------------- */
 
@@ -85,8 +91,11 @@ static void fail(const char *fmt, ...) {
   } while (0)
 
 #define EXPECT_ST(got, want, what)                                             \
-  EXPECT((got) == (want), "%s: got %s, expected %s", what, mm_strerror(got),   \
-         mm_strerror(want))
+  do {                                                                         \
+    mm_status got_ = (got), want_ = (want);                                    \
+    EXPECT(got_ == want_, "%s: got %s, expected %s", what, mm_strerror(got_),  \
+           mm_strerror(want_));                                                \
+  } while (0)
 
 /* ---- the model ---------------------------------------------------------- */
 
@@ -98,23 +107,75 @@ typedef struct mpage {
   uint8_t stamp; /* first byte of its memory */
 } mpage;
 
+/* Books: book i < NIDS is exec id i's own (the id-based calls'); the
+ * others are consumer handles. */
+typedef struct mbook {
+  uint64_t held;
+  uint64_t gen;   /* bumped when the books close: older blocks are orphans */
+  mm_consumer *h; /* handles: NULL while the slot is free */
+  unsigned exec_id;
+  bool closed; /* handles: closed by mm_release_all_execution */
+} mbook;
+
 typedef struct mblock {
   void *p;
-  unsigned id;
-  uint64_t charged;
-  uint64_t era; /* the id's era when allocated: see release_all */
+  unsigned book;
+  uint64_t charged; /* its size class */
+  uint64_t gen;     /* its books' when allocated */
+  size_t size;      /* as asked */
+  uint8_t stamp;    /* its first and last byte */
 } mblock;
 
 static struct model {
   uint64_t total, storage_init, exec_init, protected_bytes, max_exec;
+  uint64_t quantum; /* what a consumer reserves at a time */
   bool borrow;
   uint64_t used_e, used_s;
   mpage page[NPAGES];
-  uint64_t held[NIDS];
-  uint64_t era[NIDS]; /* bumped by each mm_release_all_execution */
+  mbook book[NBOOK];
   mblock blk[NBLK];
   uint64_t evictions;
+  uint8_t next_stamp;
 } m;
+
+static unsigned book_exec(unsigned b) {
+  return b < NIDS ? b : m.book[b].exec_id;
+}
+
+/* Does the manager still keep these books (calls on them are answered)? */
+static bool book_open(unsigned b) {
+  return b < NIDS || (m.book[b].h && !m.book[b].closed);
+}
+
+static bool orphan(const mblock *k) { return k->gen != m.book[k->book].gen; }
+
+/* What mm_execution_held(id) sums: the id's own books and its handles'. */
+static uint64_t id_held(unsigned id) {
+  uint64_t h = m.book[id].held;
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    if (book_open(b) && m.book[b].exec_id == id)
+      h += m.book[b].held;
+  return h;
+}
+
+/* A live block's free returns its charge to its books, never below 0 (a
+ * release may have returned it already); an orphan's went with them. */
+static void model_free(mblock *k) {
+  if (!orphan(k)) {
+    mbook *bk = &m.book[k->book];
+    uint64_t back = bk->held < k->charged ? bk->held : k->charged;
+    bk->held -= back;
+    m.used_e -= back;
+  }
+  k->p = NULL;
+}
+
+/* The books close: what they hold goes back, their blocks are orphans. */
+static void model_close(unsigned b) {
+  m.used_e -= m.book[b].held;
+  m.book[b].held = 0;
+  m.book[b].gen++;
+}
 
 /* Evictions reported by the callback during the current call. */
 static struct {
@@ -145,18 +206,6 @@ static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   ev.bytes[ev.n] = bytes;
   ev.n++;
   pg->present = false; /* a second callback for it fails above */
-}
-
-/* Bytes of live blocks charged to @id's current incarnation (@current),
- * or to an incarnation mm_release_all_execution already returned (!@current:
- * allocated memory the books no longer hold until the block is freed). */
-static uint64_t block_bytes(unsigned id, bool current) {
-  uint64_t b = 0;
-  for (int i = 0; i < NBLK; i++)
-    if (m.blk[i].p && m.blk[i].id == id &&
-        (m.blk[i].era == m.era[id]) == current)
-      b += m.blk[i].charged;
-  return b;
 }
 
 static uint64_t unpinned_bytes(void) {
@@ -290,12 +339,30 @@ static void check_picture(const char *after) {
          "%s: borrowed", after);
   EXPECT(m.used_e + m.used_s <= m.total, "%s: model over budget", after);
   for (unsigned id = 0; id < NIDS; id++)
-    EXPECT(mm_execution_held(mm, id) == m.held[id],
+    EXPECT(mm_execution_held(mm, id) == id_held(id),
            "%s: exec id %u holds %zu, model %llu", after, id,
-           mm_execution_held(mm, id), (unsigned long long)m.held[id]);
-  uint64_t orphaned = 0;
-  for (unsigned id = 0; id < NIDS; id++)
-    orphaned += block_bytes(id, false);
+           mm_execution_held(mm, id), (unsigned long long)id_held(id));
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    if (m.book[b].h)
+      EXPECT(mm_consumer_held(m.book[b].h) ==
+                 (book_open(b) ? m.book[b].held : 0),
+             "%s: consumer %u holds %zu, model %llu", after, b,
+             mm_consumer_held(m.book[b].h), (unsigned long long)m.book[b].held);
+  /* Quota reserved ahead: at most two quanta per consumer. */
+  EXPECT(s.execution_credit_bytes <= (uint64_t)NBOOK * 2 * m.quantum,
+         "%s: %llu bytes of spare quota", after,
+         (unsigned long long)s.execution_credit_bytes);
+  /* Live blocks the books no longer charge: orphans, and blocks whose
+   * bytes a release returned. */
+  uint64_t orphaned = 0, in_book[NBOOK] = {0};
+  for (int i = 0; i < NBLK; i++)
+    if (m.blk[i].p && orphan(&m.blk[i]))
+      orphaned += m.blk[i].charged;
+    else if (m.blk[i].p)
+      in_book[m.blk[i].book] += m.blk[i].charged;
+  for (unsigned b = 0; b < NBOOK; b++)
+    if (in_book[b] > m.book[b].held)
+      orphaned += in_book[b] - m.book[b].held;
   EXPECT(s.backing_allocated_bytes <= s.execution_used_bytes +
                                           s.storage_used_bytes +
                                           s.cache_parked_bytes + orphaned,
@@ -365,9 +432,11 @@ static bool acceptable(plan p, int64_t timeout, mm_status st) {
   return st == expected(p, timeout);
 }
 
-/* One acquire (or, with @alloc, allocation) in @pool, with the next
- * block allocation made to fail if @fault.  Eviction callbacks may run
- * only inside it. */
+/* How an execution charge is asked for. */
+enum how { ACQUIRE, ALLOC, CALLOC };
+
+/* One acquire (or allocation) in @pool, with the next block allocation
+ * made to fail if @fault.  Eviction callbacks may run only inside it. */
 static mm_status call_acquire(mm_pool pool, bool alloc, uint64_t id,
                               size_t bytes, int64_t timeout, bool fault,
                               void **out) {
@@ -387,32 +456,75 @@ static mm_status call_acquire(mm_pool pool, bool alloc, uint64_t id,
   return st;
 }
 
-static void op_acquire_exec(input *in, bool alloc) {
-  unsigned id = byte(in) % NIDS;
-  size_t bytes = size_arg(in);
+/* The same for consumer handle @h. */
+static mm_status call_consumer(mm_consumer *h, enum how how, size_t n,
+                               size_t size, int64_t timeout, bool fault,
+                               void **out) {
+  if (fault)
+    mmi_backing_fail_next(1);
+  in_call = true;
+  mm_status st = how == ACQUIRE ? mm_consumer_acquire(h, size, timeout)
+                 : how == ALLOC ? mm_consumer_alloc(h, size, timeout, out)
+                                : mm_consumer_calloc(h, n, size, timeout, out);
+  in_call = false;
+  if (fault)
+    mmi_backing_fail_next(0);
+  return st;
+}
+
+static int free_slot(void) {
+  for (int i = 0; i < NBLK; i++)
+    if (!m.blk[i].p)
+      return i;
+  return -1;
+}
+
+/* A new live block of book @b: all of it is ours (ASan), stamped. */
+static void model_block(int slot, void *p, unsigned b, uint64_t charged,
+                        size_t size, bool zeroed) {
+  EXPECT(p != NULL, "an allocation granted no block");
+  if (zeroed)
+    for (size_t i = 0; i < size; i++)
+      EXPECT(((uint8_t *)p)[i] == 0, "mm_consumer_calloc: not zeroed");
+  uint8_t stamp = ++m.next_stamp;
+  memset(p, stamp, size);
+  m.blk[slot] = (mblock){p, b, charged, m.book[b].gen, size, stamp};
+  EXPECT(mm_usable_size(mm, p) == charged, "mm_usable_size %zu, class %llu",
+         mm_usable_size(mm, p), (unsigned long long)charged);
+}
+
+/* An execution charge to book @b (an exec id's own, or a handle's):
+ * acquire, alloc or calloc. */
+static void op_charge(input *in, unsigned b, enum how how) {
+  size_t n = how == CALLOC ? 1 + byte(in) % 4 : 1;
+  size_t size = size_arg(in);
   int64_t timeout = timeout_arg(in);
-  bool fault = alloc && byte(in) % 8 == 0;
-  int slot = -1;
-  for (int i = 0; i < NBLK && alloc; i++)
-    if (!m.blk[i].p) {
-      slot = i;
-      break;
-    }
-  if (alloc && slot < 0)
+  bool fault = how != ACQUIRE && byte(in) % 8 == 0;
+  int slot = how == ACQUIRE ? 0 : free_slot();
+  if (slot < 0)
     return;
+  size_t bytes = n * size;
+  bool invalid = !book_open(b) || size == 0 || timeout < -1 ||
+                 (how == CALLOC && size > SIZE_MAX / n) || bytes > m.max_exec;
   uint64_t charge = bytes;
-  bool invalid = bytes == 0 || bytes > m.max_exec || timeout < -1;
-  if (alloc && !invalid) {
+  if (how != ACQUIRE && !invalid) {
     charge = mmi_backing_size(&mm->backing, bytes);
     invalid = charge == 0 || charge > m.total;
   }
   plan p = invalid ? (plan){NO, 0} : plan_for(MM_POOL_EXECUTION, charge);
   void *blk = NULL;
   mm_status st =
-      call_acquire(MM_POOL_EXECUTION, alloc, id, bytes, timeout, fault, &blk);
-  const char *what = alloc ? "mm_exec_alloc" : "mm_acquire_execution";
+      b < NIDS ? call_acquire(MM_POOL_EXECUTION, how != ACQUIRE, b, bytes,
+                              timeout, fault, &blk)
+               : call_consumer(m.book[b].h, how, n, size, timeout, fault, &blk);
+  const char *what = b < NIDS ? (how ? "mm_exec_alloc" : "mm_acquire_execution")
+                     : how == ACQUIRE ? "mm_consumer_acquire"
+                     : how == ALLOC   ? "mm_consumer_alloc"
+                                      : "mm_consumer_calloc";
   if (invalid) {
-    EXPECT_ST(st, MM_EINVAL, what);
+    EXPECT(st == MM_EINVAL, "%s(%zu x %zu, charge %llu, timeout %lld): got %s",
+           what, n, size, (unsigned long long)charge, (long long)timeout,
+           mm_strerror(st));
   } else if (fault && st == MM_ENOMEM && acceptable(p, timeout, MM_OK)) {
     /* the allocator failed: declined, nothing charged or evicted */
   } else {
@@ -422,42 +534,42 @@ static void op_acquire_exec(input *in, bool alloc) {
   settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK);
   if (st == MM_OK) {
     m.used_e += charge;
-    m.held[id] += charge;
-    if (alloc) {
-      EXPECT(blk != NULL, "mm_exec_alloc: no block");
-      memset(blk, 0xa5, bytes); /* ASan: all of it is ours */
-      m.blk[slot] = (mblock){blk, id, charge, m.era[id]};
-    }
+    m.book[b].held += charge;
+    if (how != ACQUIRE)
+      model_block(slot, blk, b, charge, bytes, how == CALLOC);
   }
   check_picture(what);
 }
 
-/* What mm_release_execution may be asked to return: what the id holds
- * but its live blocks (those are returned by mm_exec_free: the header's
- * contract). */
-static void op_release_exec(input *in) {
-  unsigned id = byte(in) % NIDS;
-  uint64_t own = m.held[id] - block_bytes(id, true);
-  size_t bytes;
+static void op_acquire_exec(input *in, bool alloc) {
+  op_charge(in, byte(in) % NIDS, alloc ? ALLOC : ACQUIRE);
+}
+
+/* What a release may be asked to return: all the books hold, a part, one
+ * byte more, or nothing.  (Blocks' bytes may be released too: their free
+ * then returns what is left, never below 0.) */
+static size_t release_arg(input *in, uint64_t held) {
   switch (byte(in) % 4) {
   case 0:
-    bytes = own;
-    break;
+    return held;
   case 1:
-    bytes = m.held[id] + 1;
-    break;
+    return held + 1;
   case 2:
-    bytes = 0;
-    break;
+    return 0;
   default:
-    bytes = own ? 1 + word(in) % own : 0;
+    return held ? 1 + word(in) % held : 0;
   }
+}
+
+static void op_release_exec(input *in) {
+  unsigned id = byte(in) % NIDS;
+  size_t bytes = release_arg(in, m.book[id].held);
   mm_status st = mm_release_execution(mm, id, bytes);
-  if (bytes == 0 || bytes > m.held[id]) {
+  if (bytes == 0 || bytes > m.book[id].held) {
     EXPECT_ST(st, MM_EINVAL, "mm_release_execution");
   } else {
     EXPECT_ST(st, MM_OK, "mm_release_execution");
-    m.held[id] -= bytes;
+    m.book[id].held -= bytes;
     m.used_e -= bytes;
   }
   check_picture("mm_release_execution");
@@ -466,41 +578,171 @@ static void op_release_exec(input *in) {
 static void op_release_all(input *in) {
   unsigned id = byte(in) % NIDS;
   size_t got = mm_release_all_execution(mm, id);
-  EXPECT(got == m.held[id], "mm_release_all_execution: %zu, model %llu", got,
-         (unsigned long long)m.held[id]);
-  m.used_e -= m.held[id];
-  m.held[id] = 0;
-  m.era[id]++; /* blocks charged before are no longer this id's to free */
+  uint64_t want = id_held(id);
+  EXPECT(got == want, "mm_release_all_execution: %zu, model %llu", got,
+         (unsigned long long)want);
+  model_close(id);
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    if (book_open(b) && m.book[b].exec_id == id) {
+      model_close(b);
+      m.book[b].closed = true; /* the handle stays, closed */
+    }
   check_picture("mm_release_all_execution");
+}
+
+/* The answer a free of block @k through @via (a book) must get: a live
+ * block of those books, or of the same exec id's by mm_exec_free, is
+ * freed and uncharged; an orphan is freed; another's is refused. */
+static bool free_accepted(const mblock *k, unsigned via, bool by_id) {
+  if (orphan(k))
+    return true;
+  if (by_id)
+    return book_exec(k->book) == book_exec(via);
+  return k->book == via;
 }
 
 static void op_exec_free(input *in) {
   uint8_t k = byte(in);
   mblock *b = &m.blk[k % NBLK];
   static uint64_t not_ours[4];
+  unsigned via = byte(in) % NBOOK;
+  bool by_id = via < NIDS || !m.book[via].h;
+  if (by_id)
+    via %= NIDS;
+  mm_consumer *h = by_id ? NULL : m.book[via].h;
+#define FREE_VIA(p)                                                            \
+  (by_id ? mm_exec_free(mm, via, (p)) : mm_consumer_free(h, (p)))
   switch (k / NBLK % 4) {
-  case 0: /* a pointer the manager never handed out */
-    EXPECT_ST(mm_exec_free(mm, k % NIDS, &not_ours[k % 4]), MM_EINVAL,
-              "mm_exec_free(not ours)");
+  case 0: /* a pointer the manager never handed out, or into a block */
+    if (b->p && b->charged >= 32)
+      EXPECT_ST(FREE_VIA((char *)b->p + 16), MM_EINVAL, "free(interior)");
+    EXPECT_ST(FREE_VIA(&not_ours[k % 4]), MM_EINVAL, "free(not ours)");
+    EXPECT(mm_usable_size(mm, &not_ours[k % 4]) == 0, "usable(not ours)");
     break;
-  case 1: /* the wrong exec id */
-    if (b->p)
-      EXPECT_ST(mm_exec_free(mm, (b->id + 1) % NIDS, b->p), MM_EINVAL,
-                "mm_exec_free(wrong id)");
-    break;
-  default:
+  case 1: /* through any books: refused unless they may free it */
     if (!b->p)
       break;
-    EXPECT_ST(mm_exec_free(mm, b->id, b->p), MM_OK, "mm_exec_free");
-    /* Uncharged only from the incarnation of the id that was charged, and
-     * only if it still holds that much. */
-    if (b->era == m.era[b->id] && m.held[b->id] >= b->charged) {
-      m.held[b->id] -= b->charged;
-      m.used_e -= b->charged;
+    if (free_accepted(b, via, by_id)) {
+      EXPECT_ST(FREE_VIA(b->p), MM_OK, "free");
+      model_free(b);
+    } else {
+      EXPECT_ST(FREE_VIA(b->p), MM_EINVAL, "free(another's)");
     }
-    b->p = NULL;
+    break;
+  default: /* through its own books */
+    if (!b->p)
+      break;
+    EXPECT(((uint8_t *)b->p)[0] == b->stamp &&
+               ((uint8_t *)b->p)[b->size - 1] == b->stamp,
+           "a block's memory changed");
+    if (b->book < NIDS || !m.book[b->book].h)
+      EXPECT_ST(mm_exec_free(mm, book_exec(b->book), b->p), MM_OK, "free");
+    else
+      EXPECT_ST(mm_consumer_free(m.book[b->book].h, b->p), MM_OK, "free");
+    model_free(b);
+    /* and again: a double free is refused */
+    EXPECT_ST(mm_exec_free(mm, book_exec(b->book), b->p), MM_EINVAL,
+              "double free");
   }
-  check_picture("mm_exec_free");
+#undef FREE_VIA
+  check_picture("free");
+}
+
+/* Consumer handles: open, close, charge, release, realloc. */
+static void op_consumer(input *in) {
+  uint8_t k = byte(in);
+  unsigned b = NIDS + k % NCONS;
+  mbook *bk = &m.book[b];
+  switch (k / NCONS % 6) {
+  case 0: /* open, or close */
+    if (!bk->h) {
+      unsigned id = byte(in) % NIDS;
+      EXPECT_ST(mm_consumer_open(mm, id, &bk->h), MM_OK, "mm_consumer_open");
+      bk->exec_id = id;
+      bk->closed = false;
+      bk->held = 0;
+    } else {
+      EXPECT_ST(mm_consumer_close(bk->h), MM_OK, "mm_consumer_close");
+      if (book_open(b))
+        model_close(b);
+      else
+        bk->gen++; /* closed already: nothing held */
+      bk->h = NULL;
+    }
+    check_picture("mm_consumer_open/close");
+    return;
+  case 1:
+  case 2:
+    if (bk->h)
+      op_charge(in, b, (enum how)(k / NCONS % 6 - 1 + byte(in) % 2));
+    return;
+  case 3:
+    if (bk->h)
+      op_charge(in, b, CALLOC);
+    return;
+  case 4: {
+    if (!bk->h)
+      return;
+    size_t bytes = release_arg(in, bk->held);
+    mm_status st = mm_consumer_release(bk->h, bytes);
+    if (!book_open(b) || bytes == 0 || bytes > bk->held) {
+      EXPECT_ST(st, MM_EINVAL, "mm_consumer_release");
+    } else {
+      EXPECT_ST(st, MM_OK, "mm_consumer_release");
+      bk->held -= bytes;
+      m.used_e -= bytes;
+    }
+    check_picture("mm_consumer_release");
+    return;
+  }
+  default:
+    break;
+  }
+  /* realloc: of one of its blocks (or another's, or NULL) */
+  if (!bk->h)
+    return;
+  mblock *blk = &m.blk[byte(in) % NBLK];
+  size_t size = size_arg(in);
+  int64_t timeout = timeout_arg(in);
+  void *old = blk->p, *out = (void *)1;
+  bool own = old && blk->book == b && !orphan(blk);
+  int slot = old ? (int)(blk - m.blk) : free_slot();
+  if (slot < 0)
+    return;
+  bool invalid = !book_open(b) || (old && !own) || size == 0 || timeout < -1 ||
+                 size > m.max_exec;
+  uint64_t charge = invalid ? 0 : mmi_backing_size(&mm->backing, size);
+  invalid = invalid || charge == 0 || charge > m.total;
+  bool stays = !invalid && old && charge <= blk->charged;
+  plan p =
+      invalid || stays ? (plan){FITS, 0} : plan_for(MM_POOL_EXECUTION, charge);
+  in_call = true;
+  mm_status st = mm_consumer_realloc(bk->h, old, size, timeout, &out);
+  in_call = false;
+  if (invalid) {
+    EXPECT_ST(st, MM_EINVAL, "mm_consumer_realloc");
+    EXPECT(out == (void *)1, "mm_consumer_realloc wrote *out on failure");
+  } else if (stays) {
+    EXPECT_ST(st, MM_OK, "mm_consumer_realloc(in place)");
+    EXPECT(out == old, "a block that fits its class moved");
+  } else {
+    EXPECT(acceptable(p, timeout, st), "mm_consumer_realloc(%zu): got %s", size,
+           mm_strerror(st));
+  }
+  settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK && !stays);
+  if (st == MM_OK && !stays) {
+    size_t keep = old ? (blk->size < size ? blk->size : size) : 0;
+    for (size_t i = 0; i < keep; i++)
+      EXPECT(((uint8_t *)out)[i] == blk->stamp, "realloc lost the contents");
+    m.used_e += charge;
+    bk->held += charge;
+    if (old)
+      model_free(blk);
+    model_block(slot, out, b, charge, size, false);
+  } else if (st == MM_OK) {
+    blk->size = size < blk->size ? size : blk->size;
+  }
+  check_picture("mm_consumer_realloc");
 }
 
 static void op_acquire_storage(input *in, bool alloc) {
@@ -667,7 +909,7 @@ static void op_async(input *in) {
   }
   if (st == MM_OK && pool == MM_POOL_EXECUTION) {
     m.used_e += charge;
-    m.held[id] += charge;
+    m.book[id].held += charge;
   } else if (st == MM_OK) {
     m.page[id] = (mpage){true, false, charge, 0, 0};
     m.used_s += charge;
@@ -698,6 +940,34 @@ static void op_null(input *in) {
     EXPECT_ST(mm_exec_alloc(mm, 0, 1, MM_NO_WAIT, NULL), MM_EINVAL, "null");
     EXPECT_ST(mm_exec_free(NULL, 0, &out), MM_EINVAL, "null");
     EXPECT_ST(mm_exec_free(mm, 0, NULL), MM_EINVAL, "null");
+    EXPECT_ST(mm_consumer_open(NULL, 0, (mm_consumer **)&out), MM_EINVAL,
+              "null");
+    EXPECT_ST(mm_consumer_open(mm, 0, NULL), MM_EINVAL, "null");
+    EXPECT_ST(mm_consumer_close(NULL), MM_EINVAL, "null");
+    EXPECT_ST(mm_consumer_acquire(NULL, 1, MM_NO_WAIT), MM_EINVAL, "null");
+    EXPECT_ST(mm_consumer_release(NULL, 1), MM_EINVAL, "null");
+    EXPECT(mm_consumer_held(NULL) == 0, "null");
+    EXPECT_ST(mm_consumer_alloc(NULL, 1, MM_NO_WAIT, &out), MM_EINVAL, "null");
+    EXPECT_ST(mm_consumer_calloc(NULL, 1, 1, MM_NO_WAIT, &out), MM_EINVAL,
+              "null");
+    EXPECT_ST(mm_consumer_realloc(NULL, NULL, 1, MM_NO_WAIT, &out), MM_EINVAL,
+              "null");
+    EXPECT_ST(mm_consumer_free(NULL, &out), MM_EINVAL, "null");
+    EXPECT(mm_usable_size(NULL, &out) == 0 && mm_usable_size(mm, NULL) == 0,
+           "null");
+    for (unsigned b = NIDS; b < NBOOK; b++)
+      if (m.book[b].h) {
+        mm_consumer *h = m.book[b].h;
+        EXPECT_ST(mm_consumer_alloc(h, 1, MM_NO_WAIT, NULL), MM_EINVAL, "null");
+        EXPECT_ST(mm_consumer_calloc(h, 1, 1, MM_NO_WAIT, NULL), MM_EINVAL,
+                  "null");
+        EXPECT_ST(mm_consumer_realloc(h, NULL, 1, MM_NO_WAIT, NULL), MM_EINVAL,
+                  "null");
+        EXPECT_ST(mm_consumer_free(h, NULL), MM_EINVAL, "null");
+        EXPECT_ST(mm_consumer_calloc(h, SIZE_MAX / 2, 4, MM_NO_WAIT, &out),
+                  MM_EINVAL, "calloc overflow");
+        break;
+      }
     break;
   case 3:
     EXPECT_ST(mm_storage_alloc(NULL, 0, 1, MM_NO_WAIT, &out), MM_EINVAL,
@@ -736,6 +1006,8 @@ static bool config_arg(input *in, mm_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   uint8_t pages = byte(in), frac = byte(in), prot = byte(in), flags = byte(in);
   cfg->total_bytes = (size_t)(2 + pages % 63) * PAGE;
+  if (prot & 0x80)
+    cfg->total_bytes *= 16; /* large enough for consumers to reserve ahead */
   if (flags & 0x80)
     cfg->total_bytes += (size_t)word(in) % PAGE; /* not a page multiple */
   static const double fractions[] = {0, 0.25, 0.5, 0.75, 0.9, 1.0, -0.5, 0.01};
@@ -784,6 +1056,10 @@ static bool config_arg(input *in, mm_config *cfg) {
   m.max_exec = cfg->max_execution_request ? cfg->max_execution_request
                : m.total < 8u << 20       ? m.total
                                           : 8u << 20;
+  /* consumer.c: total / 64, at most 1 MiB; exact under 4 KiB. */
+  m.quantum = m.total / 64 > (1u << 20) ? 1u << 20 : m.total / 64;
+  if (m.quantum < 4096)
+    m.quantum = 0;
   return valid;
 }
 
@@ -806,7 +1082,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   EXPECT_ST(st, MM_OK, "mm_create");
   check_picture("mm_create");
   for (int ops = 0; in.n && ops < 256; ops++) {
-    switch (byte(&in) % 11) {
+    switch (byte(&in) % 13) {
     case 0:
       op_acquire_exec(&in, false);
       break;
@@ -835,6 +1111,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 9:
       op_async(&in);
       break;
+    case 10:
+    case 11:
+      op_consumer(&in);
+      break;
     default:
       op_null(&in);
     }
@@ -842,9 +1122,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* Give everything back by hand, then check the pools are whole. */
   for (int i = 0; i < NBLK; i++)
     if (m.blk[i].p) {
-      EXPECT_ST(mm_exec_free(mm, m.blk[i].id, m.blk[i].p), MM_OK, "teardown");
+      EXPECT_ST(mm_exec_free(mm, book_exec(m.blk[i].book), m.blk[i].p), MM_OK,
+                "teardown");
       m.blk[i].p = NULL;
     }
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    if (m.book[b].h)
+      EXPECT_ST(mm_consumer_close(m.book[b].h), MM_OK, "teardown close");
   for (unsigned id = 0; id < NPAGES; id++)
     if (m.page[id].present) {
       for (; m.page[id].pins; m.page[id].pins--)

@@ -14,8 +14,10 @@ NO_WAIT, TIMEOUT_1US, BAD_TIMEOUT = 3, 1, 0
 def config(pages=14, frac=2, prot=0, flags=0, extra=None):
     """pages: total = (2 + pages % 63) pages; frac indexes fuzz_api's
     fractions (0: default, 1: 0.25, 2: 0.5, 3: 0.75, 4: 0.9, 5..7 bad or
-    tiny); prot: protected pages; flags: 1 borrow, 2 LRU, 0x0c bad policy,
-    bits 4-6 max request / cache / bad limit, 0x80 odd total."""
+    tiny); prot: protected pages (low 4 bits), 0x80 a total 16 times
+    larger (consumers reserve quota ahead); flags: 1 borrow, 2 LRU, 0x0c
+    bad policy, bits 4-6 max request / cache / bad limit, 0x80 odd
+    total."""
     b = [pages, frac, prot, flags]
     if flags & 0x80:
         b += [extra & 0xFF, extra >> 8]
@@ -55,9 +57,11 @@ def release_all(eid):
     return [3, eid]
 
 
-def exec_free(slot, how=2):
-    """how: 0 a pointer not the manager's, 1 the wrong id, 2 the block."""
-    return [4, slot + 16 * how]
+def exec_free(slot, how=2, via=0):
+    """how: 0 a pointer not the manager's (or into the block), 1 through
+    the books @via (an exec id 0-3, or a consumer slot 4-6), 2 through its
+    own books, then once more (a double free)."""
+    return [4, slot + 16 * how, via]
 
 
 def acquire_storage(pid, sz, timeout=NO_WAIT):
@@ -82,7 +86,39 @@ def async_req(pool, ident, sz, wait=True):
 
 
 def null(case):
-    return [10, case]
+    return [12, case]
+
+
+NCONS = 3
+
+
+def c_open(slot, eid):
+    return [10, slot, eid]
+
+
+def c_close(slot):
+    return [10, slot]
+
+
+def c_acquire(slot, sz, timeout=NO_WAIT):
+    return [10, slot + NCONS * 1, 0] + sz + [timeout]
+
+
+def c_alloc(slot, sz, timeout=NO_WAIT, fault=False):
+    return [10, slot + NCONS * 1, 1] + sz + [timeout, 0 if fault else 1]
+
+
+def c_calloc(slot, n, sz, timeout=NO_WAIT):
+    return [10, slot + NCONS * 3, n - 1] + sz + [timeout, 1]
+
+
+def c_release(slot, mode, amount=0):
+    b = [10, slot + NCONS * 4, mode]
+    return b + ([amount & 0xFF, amount >> 8] if mode == 3 else [])
+
+
+def c_realloc(slot, blk, sz, timeout=NO_WAIT):
+    return [10, slot + NCONS * 5, blk] + sz + [timeout]
 
 
 SEEDS = {
@@ -119,7 +155,7 @@ SEEDS = {
     # blocks: allocate, free, wrong id, not ours, orphaned by release_all
     "blocks": config() + exec_alloc(0, size("tiny", 24)) +
         exec_alloc(0, size("small", 5000)) + exec_alloc(1, size("pages", 2)) +
-        exec_free(0, 0) + exec_free(0, 1) + release_all(0) + exec_free(0) +
+        exec_free(0, 0) + exec_free(0, 1, via=1) + release_all(0) + exec_free(0) +
         exec_free(1) + exec_alloc(0, size("tiny", 8)) + release_exec(0, 0) +
         release_exec(1, 1) + exec_free(2) + exec_free(2),
     # the allocator fails under mm_exec_alloc and mm_storage_alloc
@@ -152,6 +188,21 @@ SEEDS = {
         acquire_storage(0, size("storage")) + acquire_exec(0, size("free")) +
         acquire_exec(0, size("tiny", 1)),
     "bad-calls": config() + sum((null(i) for i in range(8)), []),
+    # consumer handles: books, blocks, another's refused, orphans, realloc
+    "consumers": config(prot=0x80) + c_open(0, 1) + c_open(1, 1) +
+        c_acquire(0, size("tiny", 100)) + c_alloc(0, size("small", 5000)) +
+        c_alloc(1, size("tiny", 64)) + c_calloc(0, 3, size("tiny", 40)) +
+        exec_free(1, 1, via=4) + c_realloc(0, 0, size("small", 9000)) +
+        c_realloc(0, 2, size("tiny", 8)) + c_release(0, 3, 50) +
+        release_all(1) + c_acquire(0, size("tiny", 1)) + exec_free(0) +
+        exec_free(2, 1, via=5) + c_close(0) + c_close(1) + exec_free(1),
+    # quota reserved ahead by several consumers, reclaimed for one request
+    "consumer-quota": config(pages=62, prot=0x80) + c_open(0, 0) +
+        c_open(1, 1) + c_open(2, 2) + c_acquire(0, size("pages", 1)) +
+        c_acquire(1, size("pages", 2)) + c_alloc(2, size("small", 3000)) +
+        acquire_exec(3, size("free")) + c_acquire(0, size("tiny", 1)) +
+        c_release(1, 0) + acquire_exec(3, size("pages", 2)) +
+        c_release(0, 1) + release_all(3) + c_close(2),
 }
 for i, (frac, flags) in enumerate([(5, 0), (6, 0), (7, 0), (2, 0x0c),
                                    (2, 0x30), (2, 0x50)]):

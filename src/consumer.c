@@ -1,0 +1,420 @@
+/*
+ * consumer.c -- consumers: the unit of execution accounting.
+ *
+ * A consumer is a handle on an exec id (an operator of a query, a hash
+ * table, a sort) whose books are one 64-bit word:
+ *
+ *   books = | held (42 bits: bytes its callers hold) | spare (22 bits) |
+ *
+ * spare is quota already charged to the pool word for this consumer and
+ * held by nobody yet: the pool word charges held + spare.  One CAS on
+ * books decides every change -- an acquire from spare, a release, a
+ * refill, a reclaim, the close -- so the books are never inconsistent,
+ * never negative, and a consumer never holds more than was charged:
+ *
+ *   acquire b:  spare >= b ?  held += b, spare -= b         (no shared line)
+ *               else charge b + quantum - spare from free memory, then
+ *                    held += b, spare = quantum   (one pool CAS per quantum)
+ *               else the exact path: b through the front door (eviction,
+ *                    holding, the held-request rules)
+ *   release b:  held >= b ?  held -= b, spare += b (else MM_EINVAL)
+ *               the excess over two quanta goes back to the pool word, and
+ *               all of it while any request is held
+ *   reclaim:    spare -> 0, back to the pool word (another thread: before
+ *               a request is declined, evicts or waits, and in every
+ *               dispatch pass with waiters)
+ *
+ * The error of the books is one-sided (charged >= held) and bounded: a
+ * consumer's spare is at most two quanta, a quantum at most 1 MiB and at
+ * most total / 64 (so small budgets are charged nearly exactly), and every
+ * consumer's spare is given back before anything is declined, evicted or
+ * held.  While any execution request is held, acquires skip the spare
+ * (they queue behind held requests, as every request does) and releases
+ * give everything back at once.  The Dekker pair that makes the last rule
+ * safe: a release's or a refill's CAS on books and its read of the held
+ * counts are seq_cst; a waiter counts itself in (seq_cst) before its pass
+ * reclaims every spare with a seq_cst exchange.  Either the release (the
+ * refill) sees the waiter and gives its spare back, or the pass takes it.
+ *
+ * Closing (mm_consumer_close, or mm_release_all_execution of its exec
+ * id) exchanges the books for CLOSED: everything held and spare goes back
+ * to the pool word, and every later call answers MM_EINVAL.  A consumer is
+ * found by its tag (mm->consumers: the blocks it allocates carry it), by
+ * its exec id (mm->by_exec, duplicates), and an exec id's own consumer --
+ * the one the id-based calls use -- by the id (mm->execs).  It is freed
+ * through RCU once closed and its owner let go.
+ */
+#include "consumer.h"
+
+#include <assert.h>
+
+#include "atomics/mm_futex.h"
+#include "mm_internal.h"
+
+#define QUANTUM_MAX ((uint64_t)1 << 20)
+#define QUANTUM_MIN ((uint64_t)4 << 10)
+
+mm_status mmi_consumers_init(mm_t *mm) {
+  if (!(mm->consumers = mmi_registry_new(1024)))
+    return MM_ENOMEM;
+  if (!(mm->by_exec = mmi_registry_new(1024)))
+    goto no_by_exec;
+  if (!(mm->execs = mmi_registry_new(1024)))
+    goto no_execs;
+  mm_store_relaxed_u32(&mm->next_key, 1);
+  return MM_OK;
+no_execs:
+  mmi_registry_destroy(mm->by_exec, NULL, NULL);
+no_by_exec:
+  mmi_registry_destroy(mm->consumers, NULL, NULL);
+  return MM_ENOMEM;
+}
+
+static void drop_consumer(mmi_node *n, void *ctx) {
+  (void)ctx;
+  mmi_meta_free(caa_container_of(n, struct mm_consumer, node));
+}
+
+void mmi_consumers_fini(mm_t *mm) {
+  /* Links first: the consumers table frees the records. */
+  mmi_registry_destroy(mm->by_exec, NULL, NULL);
+  mmi_registry_destroy(mm->execs, NULL, NULL);
+  mmi_registry_destroy(mm->consumers, drop_consumer, NULL);
+}
+
+/* The quantum for a budget: at most 1 MiB and total / 64, at least 4 KiB;
+ * below that, the books are exact. */
+static uint64_t quantum_for(const mm_t *mm) {
+  uint64_t q = mm->cfg.total_bytes / 64;
+  if (q > QUANTUM_MAX)
+    q = QUANTUM_MAX;
+  return q < QUANTUM_MIN ? 0 : q;
+}
+
+struct mm_consumer *mmi_consumer_spare(void) {
+  return mmi_meta_alloc(sizeof(struct mm_consumer));
+}
+
+void mmi_consumer_spare_free(struct mm_consumer *c) { mmi_meta_free(c); }
+
+mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
+                           struct mm_consumer **spare,
+                           struct mm_consumer **out) {
+  struct mm_consumer *c;
+  if (spare && *spare) {
+    c = *spare;
+    *spare = NULL;
+  } else if (!(c = mmi_consumer_spare())) {
+    return MM_ENOMEM;
+  }
+  mm_store_relaxed_u64(&c->books, 0);
+  c->quantum = quantum_for(mm);
+  c->mm = mm;
+  c->exec_id = exec_id;
+  c->dflt = dflt;
+  mm_store_relaxed_u32(&c->refs, 1); /* its owner's */
+  c->by_exec.key = exec_id;
+  c->by_id.key = exec_id;
+  /* Its tag first: one no open consumer has (the counter comes round after
+   * 2^26), reserved in mm->consumers before anyone can find the consumer
+   * any other way, so that nobody credits it, or tags a block with it,
+   * before it is its own. */
+  for (;;) {
+    uint32_t key = mm_faa_relaxed_u32(&mm->next_key, 1) & MMI_KEY_MAX;
+    if (key == 0)
+      continue;
+    c->node.key = key;
+    if (mmi_registry_insert_unique(mm->consumers, &c->node) == &c->node)
+      break;
+  }
+  if (dflt) {
+    mmi_link *got = mmi_registry_link_insert_unique(mm->execs, &c->by_id);
+    if (got != &c->by_id) {
+      /* The id has one already.  This one was visible by its tag (to a
+       * free of some orphan's block, at most): retired, not reused. */
+      (void)mmi_registry_remove(mm->consumers, &c->node);
+      mmi_rcu_retire(&c->node);
+      *out = caa_container_of(got, struct mm_consumer, by_id);
+      return MM_EEXIST;
+    }
+    mmi_count(mm, MMI_EXEC_IDS, 1);
+  }
+  mmi_registry_link_add(mm->by_exec, &c->by_exec);
+  *out = c;
+  return MM_OK;
+}
+
+struct mm_consumer *mmi_consumer_by_key(mm_t *mm, uint32_t key) {
+  mmi_node *n = mmi_registry_find(mm->consumers, key);
+  return n ? caa_container_of(n, struct mm_consumer, node) : NULL;
+}
+
+/* ---- the books ------------------------------------------------------------
+ */
+
+/* Take @c's spare quota; returns it (charged to the pool still). */
+static uint64_t take_spare(struct mm_consumer *c) {
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  while (w != MMI_CLOSED && mmi_books_spare(w)) {
+    /* seq_cst: a pass's reclaim, the other side of a release's pair */
+    if (mm_cas_seq_cst_u64(&c->books, &w, w & ~MMI_SPARE_MAX))
+      return mmi_books_spare(w);
+  }
+  return 0;
+}
+
+bool mmi_consumer_credit(struct mm_consumer *c, uint64_t bytes) {
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  while (w != MMI_CLOSED) {
+    if (mmi_books_held(w) + bytes > MMI_HELD_MAX)
+      return false; /* (the front door refuses such requests first) */
+    if (mm_cas_acq_rel_u64(&c->books, &w, w + (bytes << MMI_SPARE_BITS)))
+      return true;
+  }
+  return false;
+}
+
+mm_status mmi_consumer_acquire_exact(struct mm_consumer *c, uint64_t bytes,
+                                     int64_t timeout_ns,
+                                     struct mmi_grant *grant) {
+  mmi_grant local = {0};
+  mmi_grant *g = grant ? grant : &local;
+  g->consumer = c;
+  mm_status st = mmi_request_acquire(c->mm, MM_POOL_EXECUTION, c->exec_id,
+                                     bytes, timeout_ns, NULL, NULL, NULL, g);
+  if (!grant && local.inside)
+    mmi_held_leave(c->mm); /* accounting only: nothing more to make */
+  return st;
+}
+
+bool mmi_consumer_take(struct mm_consumer *c, uint64_t bytes,
+                       int64_t timeout_ns, struct mmi_grant *grant,
+                       mm_status *st) {
+  mm_t *mm = c->mm;
+  if (mmi_consumer_take_spare(c, bytes))
+    goto granted;
+  uint64_t q = c->quantum;
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  for (;;) {
+    if (w == MMI_CLOSED || mmi_books_held(w) + bytes > MMI_HELD_MAX) {
+      *st = MM_EINVAL;
+      return true;
+    }
+    uint64_t s = mmi_books_spare(w);
+    bool usable = mmi_spare_usable(mm);
+    if (s >= bytes && usable) {
+      /* Commit point of an acquire from spare: one CAS on the books. */
+      if (!mm_cas_acq_rel_u64(&c->books, &w,
+                              w - bytes + (bytes << MMI_SPARE_BITS)))
+        continue;
+      break;
+    }
+    /* A refill from free memory: what the spare lacks and a quantum more,
+     * in one charge of the pool word, when nothing held competes for it
+     * (while requests are held, an acquire queues behind them: the exact
+     * path). */
+    if (!q || s >= bytes || !usable ||
+        !mmi_held_may_take_now(mm, MM_POOL_EXECUTION, timeout_ns))
+      return false;
+    uint64_t x = bytes - s + q;
+    if (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, x))
+      return false;
+    mmi_pressure_update(mm);
+    for (;;) {
+      uint64_t spare = mmi_books_spare(w);
+      if (w == MMI_CLOSED || spare + x < bytes || spare + x - bytes > 2 * q ||
+          mmi_books_held(w) + bytes > MMI_HELD_MAX)
+        break; /* the books moved: give the charge back, start over */
+      uint64_t next =
+          ((mmi_books_held(w) + bytes) << MMI_SPARE_BITS) | (spare + x - bytes);
+      /* Commit point of a refill: seq_cst, and then the held counts are
+       * read, the same pair as a release's (a waiter that counted itself
+       * in before this CAS may have had its pass reclaim every spare
+       * already; this spare is then given back here). */
+      if (mm_cas_seq_cst_u64(&c->books, &w, next)) {
+        if (mmi_anyone_held(mm))
+          mmi_consumer_give_spare(c);
+        goto granted;
+      }
+    }
+    mmi_give_back(mm, MM_POOL_EXECUTION, x);
+    w = mm_load_relaxed_u64(&c->books);
+  }
+granted:
+  mmi_count(mm, MMI_GRANTED, 1);
+  if (grant)
+    grant->key = (uint32_t)c->node.key;
+  *st = MM_OK;
+  return true;
+}
+
+mm_status mmi_consumer_acquire(struct mm_consumer *c, uint64_t bytes,
+                               int64_t timeout_ns, struct mmi_grant *grant) {
+  mm_status st;
+  if (mmi_consumer_take(c, bytes, timeout_ns, grant, &st))
+    return st;
+  return mmi_consumer_acquire_exact(c, bytes, timeout_ns, grant);
+}
+
+void mmi_consumer_give_spare(struct mm_consumer *c) {
+  uint64_t back = take_spare(c);
+  if (back)
+    mmi_give_back(c->mm, MM_POOL_EXECUTION, back);
+}
+
+mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
+                               bool clamp) {
+  if (mmi_consumer_release_fast(c, bytes))
+    return MM_OK;
+  mm_t *mm = c->mm;
+  uint64_t q = c->quantum;
+  uint64_t w = mm_load_relaxed_u64(&c->books), back;
+  for (;;) {
+    if (w == MMI_CLOSED)
+      return MM_EINVAL;
+    uint64_t held = mmi_books_held(w), take = bytes;
+    if (held < bytes) {
+      if (!clamp)
+        return MM_EINVAL; /* never more than it holds */
+      take = held;
+    }
+    uint64_t spare = mmi_books_spare(w) + take, keep = spare;
+    if (keep > 2 * q || keep > MMI_SPARE_MAX)
+      keep = q;
+    back = spare - keep;
+    /* Commit point of a release: seq_cst, the first half of the pair
+     * with a waiter's count (see the top of the file). */
+    if (mm_cas_seq_cst_u64(&c->books, &w,
+                           ((held - take) << MMI_SPARE_BITS) | keep))
+      break;
+  }
+  if (mmi_anyone_held(mm))
+    back += take_spare(c); /* held requests see every byte at once */
+  if (back)
+    mmi_give_back(mm, MM_POOL_EXECUTION, back);
+  return MM_OK;
+}
+
+void mmi_consumer_unlink_own(struct mm_consumer *c) {
+  if (c->dflt && mmi_registry_link_remove(c->mm->execs, &c->by_id))
+    mmi_uncount(c->mm, MMI_EXEC_IDS, 1);
+}
+
+bool mmi_consumer_ref(struct mm_consumer *c) {
+  uint32_t r = mm_load_relaxed_u32(&c->refs);
+  while (r) {
+    if (mm_cas_acq_rel_u32(&c->refs, &r, r + 1))
+      return true;
+  }
+  return false; /* being freed */
+}
+
+uint64_t mmi_consumer_shut(struct mm_consumer *c) {
+  mm_t *mm = c->mm;
+  /* Commit point of a close: every later call sees CLOSED.  Only the one
+   * close that exchanged live books for it goes on: it unlinks @c from
+   * every registry (others may help with mm->execs meanwhile), and only
+   * then drops the registries' reference of an exec id's own consumer --
+   * never while a registry still links it. */
+  uint64_t w = mm_fas_acq_rel_u64(&c->books, MMI_CLOSED);
+  if (w == MMI_CLOSED)
+    return 0;
+  mmi_rcu_read_lock();
+  mmi_consumer_unlink_own(c);
+  (void)mmi_registry_link_remove(mm->by_exec, &c->by_exec);
+  (void)mmi_registry_remove(mm->consumers, &c->node);
+  mmi_rcu_read_unlock();
+  uint64_t all = mmi_books_held(w) + mmi_books_spare(w);
+  if (all)
+    mmi_give_back(mm, MM_POOL_EXECUTION, all);
+  if (c->dflt)
+    mmi_consumer_put(c); /* the registries' reference */
+  return mmi_books_held(w);
+}
+
+void mmi_consumer_put(struct mm_consumer *c) {
+  /* acq_rel: the last holder sees every other holder's writes. */
+  if (mm_faa_acq_rel_u32(&c->refs, (uint32_t)-1) == 1)
+    mmi_rcu_retire(&c->node); /* readers of the registries may still look */
+}
+
+/* ---- all of them -----------------------------------------------------------
+ */
+
+struct spare_sum {
+  bool take; /* take it from them, or only read it */
+  uint64_t sum;
+};
+
+static void spare_one(mmi_link *l, void *ctx) {
+  struct mm_consumer *c = caa_container_of(l, struct mm_consumer, by_exec);
+  struct spare_sum *ss = ctx;
+  ss->sum += ss->take ? take_spare(c)
+                      : mmi_books_spare(mm_load_relaxed_u64(&c->books));
+}
+
+/* Every consumer's spare quota, summed; with @take, taken from them. */
+static uint64_t spare_of_all(mm_t *mm, bool take) {
+  struct spare_sum ss = {take, 0};
+  mmi_rcu_read_lock();
+  mmi_registry_each(mm->by_exec, spare_one, &ss);
+  mmi_rcu_read_unlock();
+  return ss.sum;
+}
+
+bool mmi_consumers_reclaim(mm_t *mm) {
+  uint64_t back = spare_of_all(mm, true);
+  if (!back)
+    return false;
+  mmi_test_point(mm, MMI_TP_SPARE_TAKEN);
+  /* Taken from the consumers and not yet on the pool word: a pass running
+   * now sees neither.  The give-back is news, so a pass after it will. */
+  mmi_give_back(mm, MM_POOL_EXECUTION, back);
+  return true;
+}
+
+uint64_t mmi_consumers_spare(mm_t *mm) { return spare_of_all(mm, false); }
+
+/* ---- the public calls ------------------------------------------------------
+ */
+
+mm_status mm_consumer_open(mm_t *mm, uint64_t exec_id, mm_consumer **out) {
+  if (!mm || !out)
+    return MM_EINVAL;
+  mmi_rcu_read_lock();
+  mm_status st = mmi_consumer_new(mm, exec_id, false, NULL, out);
+  mmi_rcu_read_unlock();
+  return st;
+}
+
+mm_status mm_consumer_close(mm_consumer *c) {
+  if (!c)
+    return MM_EINVAL;
+  (void)mmi_consumer_shut(c);
+  mmi_consumer_put(c); /* the handle's reference */
+  return MM_OK;
+}
+
+mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
+                              int64_t timeout_ns) {
+  if (!c || bytes == 0 || bytes > c->mm->cfg.max_execution_request ||
+      !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(c->mm))
+    return MM_EINVAL;
+  if (mmi_consumer_take_spare(c, bytes)) {
+    mmi_count(c->mm, MMI_GRANTED, 1); /* the common case, inline */
+    return MM_OK;
+  }
+  return mmi_consumer_acquire(c, bytes, timeout_ns, NULL);
+}
+
+mm_status mm_consumer_release(mm_consumer *c, size_t bytes) {
+  if (!c || bytes == 0)
+    return MM_EINVAL;
+  if (mmi_consumer_release_fast(c, bytes))
+    return MM_OK;
+  return mmi_consumer_release(c, bytes, false);
+}
+
+size_t mm_consumer_held(const mm_consumer *c) {
+  return c ? mmi_books_held(mm_load_relaxed_u64(&c->books)) : 0;
+}
