@@ -502,9 +502,9 @@ MM_API mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id);
  *     mm_config.cpu_cache_bytes; blocks are parked only while the budget
  *     has room for every cache to be full, and given back to the arena as
  *     soon as the budget comes that close to full, a request finds it
- *     full, or one is held: those of a thread in a call at that moment at
- *     its next call, where the kernel lacks membarrier(2) those of every
- *     thread at its next call; and a thread's when it exits);
+ *     full, or one is held: those of a thread in a call at that moment
+ *     before that call returns, where the kernel lacks membarrier(2) those
+ *     of every thread at its next call; and a thread's when it exits);
  *   - while an eviction made for a block runs its callbacks, that block:
  *     it is made before any victim goes (so that an allocator failure
  *     evicts nothing), and the victims' memory is freed as each callback
@@ -734,9 +734,10 @@ MM_API size_t mm_usable_size(mm_t *mm, const void *ptr);
 /*
  * mm_trim - free the blocks parked in the per-thread caches and give the
  * manager's unused backing pages back to the system.  A cache whose thread
- * is in a call at that moment is emptied by that thread at its next call
- * (it never waits), so with no other call running, and membarrier(2)
- * available, mm_stats.cache_parked_bytes reads 0 after it.  @mm may be
+ * is in a call at that moment is emptied by that thread before that call
+ * returns (mm_trim never waits for it), so with no other call running,
+ * and membarrier(2) available, mm_stats.cache_parked_bytes reads 0 after
+ * it.  @mm may be
  * NULL (nothing happens).  Thread-safe.
  */
 MM_API void mm_trim(mm_t *mm);

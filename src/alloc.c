@@ -121,15 +121,22 @@ out:
   return st;
 }
 
-/* Take the tag of block @p (owned, aligned): 0 if no live block starts at
- * @p.  Put it back with untake() if the free is refused. */
-static uint32_t take(mm_t *mm, void *p) {
+/* Take @tag, read from block @p's tag, if it is still there: true if
+ * this call won the block.  A free decides whose block it is from the tag
+ * it read, and only then takes it -- a refused free never clears a live
+ * block's tag, even for a moment (a free by its owner racing with it
+ * would find none). */
+static bool take(mm_t *mm, void *p, uint32_t tag) {
   /* acq_rel: one free wins a block; it sees the allocation's writes */
-  return mm_fas_acq_rel_u32(mmi_backing_tag(&mm->backing, p), 0);
+  return mm_cas_acq_rel_u32(mmi_backing_tag(&mm->backing, p), &tag, 0);
 }
 
-static void untake(mm_t *mm, void *p, uint32_t tag) {
-  mm_store_release_u32(mmi_backing_tag(&mm->backing, p), tag);
+/* Block @p's tag (acquire: the allocation is complete); 0 if @p is not
+ * the manager's or no live block starts there (@p untouched). */
+static uint32_t peek(mm_t *mm, const void *p) {
+  if (!mmi_backing_owns(&mm->backing, p))
+    return 0;
+  return mm_load_acquire_u32(mmi_backing_tag(&mm->backing, p));
 }
 
 /* Free block @p whose @tag was taken: memory first, then the charge, to
@@ -149,14 +156,6 @@ static void block_free(mm_t *mm, void *p, uint32_t tag,
   }
   if (owner)
     (void)mmi_consumer_release(owner, size, true);
-}
-
-/* The tag of a block @p of the manager's, taken; 0 (and @p untouched) if
- * @p is not the start of a live block. */
-static uint32_t take_live(mm_t *mm, void *p) {
-  if (!mmi_backing_owns(&mm->backing, p))
-    return 0; /* not the manager's: untouched */
-  return take(mm, p);
 }
 
 /*
@@ -233,38 +232,51 @@ mm_status mm_exec_alloc(mm_t *mm, uint64_t exec_id, size_t size,
   return block_alloc(mm, NULL, exec_id, k, timeout_ns, out);
 }
 
-/* Free block @p of @exec_id's whose @tag was taken, and it is not the
- * id's own consumer's: a handle's of the same id, an orphan's, or another
- * id's (refused: false, the tag put back). */
-static bool free_by_key(mm_t *mm, uint64_t exec_id, void *p, uint32_t tag) {
+/* What free_of_id did. */
+enum { REFUSED, FREED, RETRY };
+
+/* Free block @p of @exec_id's whose tag read @tag, if it is not another
+ * id's open consumer's: the id's own (@own), a handle's of the same id,
+ * or an orphan's.  REFUSED (untouched) if it is another id's; RETRY if
+ * the tag changed meanwhile (read it again). */
+static int free_of_id(mm_t *mm, uint64_t exec_id, struct mm_consumer *own,
+                      void *p, uint32_t tag) {
+  if (own && own->node.key == tag_key(tag)) {
+    if (!take(mm, p, tag))
+      return RETRY;
+    block_free(mm, p, tag, own);
+    return FREED;
+  }
+  int did = REFUSED;
   mmi_rcu_read_lock();
   struct mm_consumer *c = mmi_consumer_by_key(mm, tag_key(tag));
-  bool ours = !c || c->exec_id == exec_id;
-  if (ours)
-    block_free(mm, p, tag, c);
+  if (!c || c->exec_id == exec_id) {
+    did = RETRY;
+    if (take(mm, p, tag)) {
+      block_free(mm, p, tag, c); /* (c NULL: an orphan, memory only) */
+      did = FREED;
+    }
+  }
   mmi_rcu_read_unlock();
-  if (!ours)
-    untake(mm, p, tag);
-  return ours;
+  return did;
 }
 
 mm_status mm_exec_free(mm_t *mm, uint64_t exec_id, void *ptr) {
   if (!mm || !ptr)
     return MM_EINVAL;
-  bool put, freed = true;
+  bool put;
+  int did = FREED;
   struct mm_consumer *own = mmi_exec_own_here(mm, exec_id, &put);
   if (!own || !free_fast(mm, own, ptr)) {
-    uint32_t tag = take_live(mm, ptr);
-    if (!tag)
-      freed = false; /* no live block of the manager's starts here */
-    else if (own && own->node.key == tag_key(tag))
-      block_free(mm, ptr, tag, own);
-    else
-      freed = free_by_key(mm, exec_id, ptr, tag);
+    uint32_t tag;
+    do
+      did = (tag = peek(mm, ptr)) ? free_of_id(mm, exec_id, own, ptr, tag)
+                                  : REFUSED; /* no live block starts here */
+    while (did == RETRY);
   }
   if (put && own)
     mmi_consumer_put(own);
-  return freed ? MM_OK : MM_EINVAL;
+  return did == FREED ? MM_OK : MM_EINVAL;
 }
 
 mm_status mm_consumer_alloc(mm_consumer *c, size_t size, int64_t timeout_ns,
@@ -293,21 +305,27 @@ mm_status mm_consumer_calloc(mm_consumer *c, size_t n, size_t size,
   return st;
 }
 
-/* Take the tag of @p if it is a live block of @c's; 0 otherwise (@p
- * untouched, and, for an orphan, *@orphan set with its tag taken). */
-static uint32_t take_own(mm_consumer *c, void *p, uint32_t *orphan) {
+/* The tag of @p if it is a live block of @c's, read (not taken); 0
+ * otherwise (@p untouched).  With @orphan, a block of a closed consumer's
+ * is taken and its tag put in *@orphan. */
+static uint32_t own_tag(mm_consumer *c, void *p, uint32_t *orphan) {
   mm_t *mm = c->mm;
-  uint32_t tag = take_live(mm, p);
-  if (!tag || tag_key(tag) == c->node.key)
-    return tag;
-  mmi_rcu_read_lock();
-  bool open = mmi_consumer_by_key(mm, tag_key(tag)) != NULL;
-  mmi_rcu_read_unlock();
-  if (open || !orphan)
-    untake(mm, p, tag); /* another open consumer's, or not to be freed */
-  else
-    *orphan = tag;
-  return 0;
+  for (;;) {
+    uint32_t tag = peek(mm, p);
+    if (!tag || tag_key(tag) == c->node.key)
+      return tag;
+    if (!orphan)
+      return 0;
+    mmi_rcu_read_lock();
+    bool open = mmi_consumer_by_key(mm, tag_key(tag)) != NULL;
+    mmi_rcu_read_unlock();
+    if (open)
+      return 0; /* another open consumer's: untouched */
+    if (take(mm, p, tag)) {
+      *orphan = tag;
+      return 0;
+    }
+  }
 }
 
 mm_status mm_consumer_free(mm_consumer *c, void *ptr) {
@@ -315,15 +333,20 @@ mm_status mm_consumer_free(mm_consumer *c, void *ptr) {
     return MM_EINVAL;
   if (free_fast(c->mm, c, ptr))
     return MM_OK;
-  uint32_t orphan = 0;
-  uint32_t tag = take_own(c, ptr, &orphan);
-  if (tag)
-    block_free(c->mm, ptr, tag, c);
-  else if (orphan)
-    block_free(c->mm, ptr, orphan, NULL); /* memory only */
-  else
-    return MM_EINVAL;
-  return MM_OK;
+  for (;;) {
+    uint32_t orphan = 0;
+    uint32_t tag = own_tag(c, ptr, &orphan);
+    if (orphan) {
+      block_free(c->mm, ptr, orphan, NULL); /* memory only */
+      return MM_OK;
+    }
+    if (!tag)
+      return MM_EINVAL;
+    if (take(c->mm, ptr, tag)) {
+      block_free(c->mm, ptr, tag, c);
+      return MM_OK;
+    }
+  }
 }
 
 mm_status mm_consumer_realloc(mm_consumer *c, void *ptr, size_t size,
@@ -338,7 +361,7 @@ mm_status mm_consumer_realloc(mm_consumer *c, void *ptr, size_t size,
   uint32_t tag;
   /* (A closed consumer's blocks are orphans, even under its own key.) */
   if (!k.size || mm_load_acquire_u64(&c->books) == MMI_CLOSED ||
-      !(tag = take_own(c, ptr, NULL)))
+      !(tag = own_tag(c, ptr, NULL)))
     return MM_EINVAL;
   unsigned cls = tag_class(tag);
   uint64_t old = cls != MMI_TCACHE_NONE ? mm->caches.class_size[cls]
@@ -346,17 +369,22 @@ mm_status mm_consumer_realloc(mm_consumer *c, void *ptr, size_t size,
   if (k.size <= old) {
     /* Same class, or smaller: the block stays where it is, charged as it
      * was (a shrink never fails and never moves). */
-    untake(mm, ptr, tag);
     *out = ptr;
     return MM_OK;
   }
   void *next;
   mm_status st = block_alloc(mm, c, c->exec_id, k, timeout_ns, &next);
-  if (st != MM_OK) {
-    untake(mm, ptr, tag); /* the old block stays */
-    return st;
-  }
+  if (st != MM_OK)
+    return st; /* the old block stays */
   memcpy(next, ptr, old);
+  if (!take(mm, ptr, tag)) {
+    /* Freed by another thread meanwhile (the caller's race): the new
+     * block goes too, and the call is refused. */
+    uint32_t made = peek(mm, next);
+    if (take(mm, next, made))
+      block_free(mm, next, made, c);
+    return MM_EINVAL;
+  }
   block_free(mm, ptr, tag, c);
   *out = next;
   return MM_OK;

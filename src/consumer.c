@@ -112,9 +112,13 @@ mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
   c->mm = mm;
   c->exec_id = exec_id;
   c->dflt = dflt;
-  mm_store_relaxed_u32(&c->refs, 1); /* its owner's */
+  /* Its owner's: a handle, or (an exec id's own) the registries; and an
+   * own consumer's link in mm->execs has one of its own, dropped by
+   * whoever unlinks it (mmi_consumer_unlink_own). */
+  mm_store_relaxed_u32(&c->refs, dflt ? 2 : 1);
   c->by_exec.key = exec_id;
   c->by_id.key = exec_id;
+  mm_store_relaxed_u32(&c->in_execs, 0);
   /* Its tag first: one no open consumer has (the counter comes round after
    * 2^26), reserved in mm->consumers before anyone can find the consumer
    * any other way, so that nobody credits it, or tags a block with it,
@@ -127,19 +131,36 @@ mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
     if (mmi_registry_insert_unique(mm->consumers, &c->node) == &c->node)
       break;
   }
+  /* In mm->by_exec before it can be found by its id: whatever walks the
+   * id's consumers (mm_release_all_execution, mm_execution_held, the
+   * pass's reclaim of spare quota) sees every consumer anyone can charge. */
+  mmi_registry_link_add(mm->by_exec, &c->by_exec);
   if (dflt) {
+    mmi_test_point(mm, MMI_TP_OWN_LINKING);
     mmi_link *got = mmi_registry_link_insert_unique(mm->execs, &c->by_id);
     if (got != &c->by_id) {
-      /* The id has one already.  This one was visible by its tag (to a
-       * free of some orphan's block, at most): retired, not reused. */
-      (void)mmi_registry_remove(mm->consumers, &c->node);
-      mmi_rcu_retire(&c->node);
+      /* The id has one already.  This one never held anything, but a
+       * release_all may have found it in by_exec: closing it decides who
+       * unlinks it (the close that exchanged its books for CLOSED). */
+      mmi_consumer_put(c); /* its execs link's, never made */
+      uint64_t none = 0;
+      if (mm_cas_acq_rel_u64(&c->books, &none, MMI_CLOSED)) {
+        (void)mmi_registry_link_remove(mm->by_exec, &c->by_exec);
+        (void)mmi_registry_remove(mm->consumers, &c->node);
+        mmi_consumer_put(c); /* the registries': retired, not reused */
+      }
       *out = caa_container_of(got, struct mm_consumer, by_id);
       return MM_EEXIST;
     }
+    /* seq_cst, a pair with a close's exchange and its read of in_execs:
+     * either the close unlinks it from mm->execs, or this sees the close
+     * and does.  (A thread that finds it closed in between helps in vain
+     * and looks again: a window of these two lines.) */
+    mm_store_seq_cst_u32(&c->in_execs, 1);
     mmi_count(mm, MMI_EXEC_IDS, 1);
+    if (mm_load_seq_cst_u64(&c->books) == MMI_CLOSED)
+      mmi_consumer_unlink_own(c); /* closed before it was linked there */
   }
-  mmi_registry_link_add(mm->by_exec, &c->by_exec);
   *out = c;
   return MM_OK;
 }
@@ -296,8 +317,11 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
 }
 
 void mmi_consumer_unlink_own(struct mm_consumer *c) {
-  if (c->dflt && mmi_registry_link_remove(c->mm->execs, &c->by_id))
+  if (c->dflt && mm_load_seq_cst_u32(&c->in_execs) &&
+      mmi_registry_link_remove(c->mm->execs, &c->by_id)) {
     mmi_uncount(c->mm, MMI_EXEC_IDS, 1);
+    mmi_consumer_put(c); /* the link's reference */
+  }
 }
 
 bool mmi_consumer_ref(struct mm_consumer *c) {
@@ -313,10 +337,11 @@ uint64_t mmi_consumer_shut(struct mm_consumer *c) {
   mm_t *mm = c->mm;
   /* Commit point of a close: every later call sees CLOSED.  Only the one
    * close that exchanged live books for it goes on: it unlinks @c from
-   * every registry (others may help with mm->execs meanwhile), and only
-   * then drops the registries' reference of an exec id's own consumer --
-   * never while a registry still links it. */
-  uint64_t w = mm_fas_acq_rel_u64(&c->books, MMI_CLOSED);
+   * every registry (others may help with mm->execs meanwhile, and drop
+   * that link's reference), and only then drops the registries' reference
+   * of an exec id's own consumer -- never while a registry still links
+   * it. */
+  uint64_t w = mm_fas_seq_cst_u64(&c->books, MMI_CLOSED);
   if (w == MMI_CLOSED)
     return 0;
   mmi_rcu_read_lock();

@@ -33,10 +33,12 @@ struct mm_consumer {
   uint64_t quantum; /* quota taken from the pool at a time */
   mm_t *mm;
   uint64_t exec_id;
-  bool dflt;          /* the exec id's own, for the id-based calls */
-  mm_atomic_u32 refs; /* its owner (a handle, or the exec id's registry) */
-  mmi_link by_exec;   /* mm->by_exec: every consumer, by exec id */
-  mmi_link by_id;     /* dflt: mm->execs, the exec id's own */
+  bool dflt;              /* the exec id's own, for the id-based calls */
+  mm_atomic_u32 refs;     /* its owner (a handle, or the registries) and, for
+                             an exec id's own, its link in mm->execs */
+  mmi_link by_exec;       /* mm->by_exec: every consumer, by exec id */
+  mmi_link by_id;         /* dflt: mm->execs, the exec id's own */
+  mm_atomic_u32 in_execs; /* by_id was linked (it may be unlinked since) */
 };
 
 static inline uint64_t mmi_books_held(uint64_t w) {

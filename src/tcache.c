@@ -29,13 +29,14 @@
  * handshake, the asymmetric Dekker pattern of liburcu's memb flavour:
  *
  *   owner (every call)                 drain
- *   active = 1     (plain store)       drain = TAKEN   (CAS from 0)
+ *   active = 1     (plain store)       drain = TAKEN   (CAS from 0 or ASKED)
  *   compiler barrier                   membarrier()    (a full barrier
  *   d = drain      (acquire)                            on every CPU)
  *   d == 0: use the stacks             active == 0 ?   (acquire)
  *   active = 0     (release)             yes: empty the stacks, drain = 0
- *                                        no:  drain = ASKED (the owner
- *                                             empties them itself)
+ *   compiler barrier                     no:  drain = ASKED, membarrier(),
+ *   drain == ASKED ? empty them now           and a second look: owners
+ *                                             out by then are taken again
  *
  * membarrier(2) makes every running thread of the process execute a full
  * barrier before it returns (a thread off its CPU passes one when it is
@@ -43,13 +44,22 @@
  * active, its load of drain comes after it and sees TAKEN: it keeps off
  * the stacks (it goes to the arena) until the drain stores 0.  If after,
  * its store of active is visible to the drain's load: the drain sees 1
- * and leaves the stacks to the owner (ASKED), or sees the release store
- * of 0 that ended the owner's call, and with it every write of that call.
- * So owner and drain never hold the stacks at once, and the owner pays a
- * plain store and a compiler barrier for it.  Where membarrier(2) is
+ * and asks, or sees the release store of 0 that ended the owner's call,
+ * and with it every write of that call.  So owner and drain never hold
+ * the stacks at once, and the owner pays a plain store, a load and two
+ * compiler barriers for it.  An owner asked takes the word from ASKED to
+ * OWNED by a CAS (so that a drain coming back for the cache, which takes
+ * it from ASKED too, and the owner never both empty it), empties its
+ * stacks and stores 0 -- at the end of the call the drain found it in:
+ * the drain asked before its second barrier, so the owner's load of
+ * drain after its store of 0 (or in its next call, if that store came
+ * first and the drain's second look found it out) sees ASKED.  A cache
+ * is never left asked with an idle owner.  Where membarrier(2) is
  * unavailable, a drain only asks (every cache is emptied by its owner's
- * next call).  One drain runs at a time (a try-lock: a drain that finds
- * another running leaves the work to it, and nobody waits).
+ * next call).  One drain runs at a time: a drain that finds another
+ * running leaves the work to it, and the one running runs again for every
+ * drain asked for meanwhile (the baton of held.c's kick), so nobody waits
+ * and no ask is lost.
  *
  * A cache's life, one word (state) and two references (its set's, its
  * owner's):
@@ -133,6 +143,7 @@ mm_status mmi_tcaches_init(mmi_tcaches *s, mmi_backing *b, uint64_t bound) {
   }
   mm_store_relaxed_u32(&s->squeezed, 0);
   mm_store_relaxed_u32(&s->draining, 0);
+  mm_store_relaxed_u64(&s->drain_asks, 0);
   mm_store_relaxed_ptr(&s->head, NULL);
   mm_store_relaxed_u64(&s->attached, 0);
   pthread_once(&exit_once, make_exit_key);
@@ -176,15 +187,22 @@ void *mmi_tcache_refill(mmi_tcaches *s, mmi_tcache *tc, unsigned cls) {
 }
 
 bool mmi_tcache_enter_slow(mmi_tcache *tc, uint32_t drain) {
-  if (drain == MMI_TC_TAKEN) {
-    mmi_tcache_leave(tc); /* a drain holds the stacks: the arena */
-    return false;
+  /* ASKED: a drain found us inside and left the emptying to us -- unless
+   * it comes back for it first (it takes the word from ASKED too). */
+  if (drain == MMI_TC_ASKED &&
+      mm_cas_acq_rel_u32(&tc->drain, &drain, MMI_TC_OWNED)) {
+    empty(tc);
+    mm_store_release_u32(&tc->drain, 0);
+    return true;
   }
-  /* ASKED: a drain found us inside and left the emptying to us.  Nobody
-   * else touches the word while it reads ASKED. */
-  empty(tc);
-  mm_store_release_u32(&tc->drain, 0);
-  return true;
+  /* TAKEN: a drain holds the stacks; keep off, go to the arena. */
+  mm_store_release_u32(&tc->active, 0);
+  return false;
+}
+
+void mmi_tcache_leave_slow(mmi_tcache *tc) {
+  if (mmi_tcache_enter(tc)) /* empties it, as asked */
+    mmi_tcache_leave(tc);
 }
 
 void *mmi_block_alloc(mmi_tcaches *s, size_t size) {
@@ -313,21 +331,38 @@ void mmi_tcaches_fini(mmi_tcaches *s) {
 /* ---- draining -------------------------------------------------------------
  */
 
-void mmi_tcaches_drain(mmi_tcaches *s) {
-  uint32_t idle = 0;
-  if (!mm_cas_acq_rel_u32(&s->draining, &idle, 1))
-    return; /* another drain is at it */
-  uint32_t ask = s->membarrier ? MMI_TC_TAKEN : MMI_TC_ASKED;
-  bool took = false;
+static bool wants_drain(mmi_tcache *tc) {
+  return mm_load_relaxed_u64(&tc->bytes) != 0;
+}
+
+static void drain_round(mmi_tcaches *s) {
   mmi_tcache *head = mm_load_acquire_ptr(&s->head);
-  for (mmi_tcache *tc = head; tc; tc = tc->next) {
-    uint32_t none = 0;
-    if (mm_load_relaxed_u64(&tc->bytes) &&
-        mm_cas_acq_rel_u32(&tc->drain, &none, ask))
-      took = took || ask == MMI_TC_TAKEN;
+  if (!s->membarrier) {
+    /* Ask only: each owner empties its own at its next call. */
+    for (mmi_tcache *tc = head; tc; tc = tc->next) {
+      uint32_t none = 0;
+      if (wants_drain(tc))
+        (void)mm_cas_acq_rel_u32(&tc->drain, &none, MMI_TC_ASKED);
+    }
+    return;
   }
-  if (took) {
+  /* Take every cache that has something (from 0, or from ASKED: the owner
+   * has not come to it), then one barrier on every CPU; empty those whose
+   * owner is out, and ask the owners who are in.  Asking is followed by a
+   * second barrier and a second look: an owner still in after it sees
+   * ASKED before its call ends (tcache.h: mmi_tcache_leave), and one that
+   * left meanwhile is taken again. */
+  for (int round = 0;; round++) {
+    bool took = false;
+    for (mmi_tcache *tc = head; tc; tc = tc->next) {
+      uint32_t d = mm_load_relaxed_u32(&tc->drain);
+      if ((d == 0 && (round == 0 && wants_drain(tc))) || d == MMI_TC_ASKED)
+        took |= mm_cas_acq_rel_u32(&tc->drain, &d, MMI_TC_TAKEN);
+    }
+    if (!took)
+      break;
     (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    bool asked = false;
     for (mmi_tcache *tc = head; tc; tc = tc->next) {
       if (mm_load_relaxed_u32(&tc->drain) != MMI_TC_TAKEN)
         continue;
@@ -337,10 +372,43 @@ void mmi_tcaches_drain(mmi_tcaches *s) {
         mm_store_release_u32(&tc->drain, 0); /* the stacks, to the owner */
       } else {
         mm_store_release_u32(&tc->drain, MMI_TC_ASKED);
+        asked = true;
       }
     }
+    if (!asked)
+      break;
+    (void)membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+    /* Owners still inside have seen ASKED: only the ones out are taken
+     * again (round > 0: from ASKED, whose owner has left). */
+    bool out = false;
+    for (mmi_tcache *tc = head; tc; tc = tc->next)
+      if (mm_load_relaxed_u32(&tc->drain) == MMI_TC_ASKED &&
+          mm_load_acquire_u32(&tc->active) == 0)
+        out = true;
+    if (!out)
+      break;
   }
-  mm_store_release_u32(&s->draining, 0);
+}
+
+void mmi_tcaches_drain(mmi_tcaches *s) {
+  /* The baton pattern of held.c's kick: ask, then run the drain if no
+   * other thread is running one; the one running reads the asks when it
+   * starts and again when it is done, and runs again if any came.  All
+   * seq_cst: an ask either finds the drain idle or is seen by its next
+   * read, so whatever was true before the ask is seen by a drain that
+   * starts after it. */
+  mm_faa_seq_cst_u64(&s->drain_asks, 1);
+  for (;;) {
+    uint32_t idle = 0;
+    if (mm_load_seq_cst_u32(&s->draining) != 0 ||
+        !mm_cas_acq_rel_u32(&s->draining, &idle, 1))
+      return; /* the drain running sees our ask */
+    uint64_t seen = mm_load_seq_cst_u64(&s->drain_asks);
+    drain_round(s);
+    mm_store_seq_cst_u32(&s->draining, 0);
+    if (mm_load_seq_cst_u64(&s->drain_asks) == seen)
+      return;
+  }
 }
 
 void mmi_tcaches_squeeze(mmi_tcaches *s, bool on) {
@@ -351,8 +419,11 @@ void mmi_tcaches_squeeze(mmi_tcaches *s, bool on) {
   }
   if (!mm_load_relaxed_u32(&s->squeezed))
     mm_store_relaxed_u32(&s->squeezed, 1);
-  if (mmi_tcaches_parked(s))
-    mmi_tcaches_drain(s);
+  for (mmi_tcache *tc = mm_load_acquire_ptr(&s->head); tc; tc = tc->next)
+    if (wants_drain(tc)) {
+      mmi_tcaches_drain(s);
+      return;
+    }
 }
 
 uint64_t mmi_tcaches_parked(const mmi_tcaches *s) {

@@ -32,7 +32,7 @@ struct mmi_tcaches;
 struct mmi_tcache {
   /* The owner's, on every call. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 active; /* the owner is in it */
-  mm_atomic_u32 drain; /* 0, or a drain's: MMI_TC_ASKED, MMI_TC_TAKEN */
+  mm_atomic_u32 drain; /* 0, MMI_TC_ASKED, MMI_TC_TAKEN, MMI_TC_OWNED */
   mm_atomic_u64 bytes; /* parked now; written by whoever holds the stacks */
   uint64_t uid;        /* its set's */
   struct mmi_tcaches *set;
@@ -48,8 +48,9 @@ struct mmi_tcache {
   void *slot[MMI_TCACHE_CLASSES][MMI_TCACHE_DEPTH];
 };
 
-#define MMI_TC_ASKED 1 /* the owner empties its cache at its next call */
+#define MMI_TC_ASKED 1 /* the owner empties its cache before its call ends */
 #define MMI_TC_TAKEN 2 /* a drain holds the stacks: the owner keeps off */
+#define MMI_TC_OWNED 3 /* the owner is emptying it, as asked */
 
 typedef struct mmi_tcaches {
   mmi_backing *b;
@@ -60,9 +61,10 @@ typedef struct mmi_tcaches {
   uint32_t class_size[MMI_TCACHE_CLASSES];
   uint8_t class_of[MMI_TCACHE_MAX_SIZE / MMI_GRANULE + 1]; /* by granules */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 squeezed;          /* park nothing */
-  mm_atomic_u32 draining; /* one drain at a time */
-  mm_atomic_ptr head;     /* every cache */
-  mm_atomic_u64 attached; /* with an owner now */
+  mm_atomic_u32 draining;   /* one drain at a time */
+  mm_atomic_u64 drain_asks; /* drains asked for; the one running sees them */
+  mm_atomic_ptr head;       /* every cache */
+  mm_atomic_u64 attached;   /* with an owner now */
 } mmi_tcaches;
 
 /* MM_ENOMEM if the caches cannot be set up. */
@@ -96,6 +98,7 @@ static inline mmi_tcache *mmi_tcache_mine(mmi_tcaches *s) {
 /* The owner's side of the drain handshake (tcache.c): true if the owner
  * may use its stacks now, until mmi_tcache_leave. */
 bool mmi_tcache_enter_slow(mmi_tcache *tc, uint32_t drain);
+void mmi_tcache_leave_slow(mmi_tcache *tc);
 
 static inline bool mmi_tcache_enter(mmi_tcache *tc) {
   mm_store_relaxed_u32(&tc->active, 1);
@@ -108,28 +111,53 @@ static inline bool mmi_tcache_enter(mmi_tcache *tc) {
 
 static inline void mmi_tcache_leave(mmi_tcache *tc) {
   mm_store_release_u32(&tc->active, 0); /* publishes the stacks */
+  mm_fence_compiler();
+  /* A drain that found us inside asked us to empty it: now, not at some
+   * later call that may never come. */
+  if (mm_load_relaxed_u32(&tc->drain) == MMI_TC_ASKED)
+    mmi_tcache_leave_slow(tc);
 }
 
-/* A block of class @cls (< nclass): from @tc (the caller's, or NULL),
- * else from the arena; NULL if the arena has none. */
 /* The stack of @cls is empty: fill it from the arena, and take one (NULL
  * if the arena has none).  The owner holds the stacks. */
 void *mmi_tcache_refill(mmi_tcaches *s, mmi_tcache *tc, unsigned cls);
 
+/* A block of class @cls (< nclass) from @tc's stack, refilled from the
+ * arena if it is empty; NULL if the arena has none.  The owner is inside
+ * (mmi_tcache_enter). */
+static inline void *mmi_tcache_pop(mmi_tcaches *s, mmi_tcache *tc,
+                                   unsigned cls) {
+  uint8_t n = tc->count[cls];
+  if (!n)
+    return mmi_tcache_refill(s, tc, cls);
+  tc->count[cls] = (uint8_t)(n - 1);
+  mm_store_relaxed_u64(&tc->bytes,
+                       mm_load_relaxed_u64(&tc->bytes) - s->class_size[cls]);
+  return tc->slot[cls][n - 1];
+}
+
+/* Park block @p of class @cls in @tc, unless the set is squeezed or @tc is
+ * full (false: the caller gives it to the arena).  The owner is inside. */
+static inline bool mmi_tcache_push(mmi_tcaches *s, mmi_tcache *tc, void *p,
+                                   unsigned cls) {
+  uint8_t n = tc->count[cls];
+  uint64_t bytes = mm_load_relaxed_u64(&tc->bytes) + s->class_size[cls];
+  if (n >= MMI_TCACHE_DEPTH || bytes > s->bound ||
+      mm_load_relaxed_u32(&s->squeezed))
+    return false;
+  tc->slot[cls][n] = p;
+  tc->count[cls] = (uint8_t)(n + 1);
+  mm_store_relaxed_u64(&tc->bytes, bytes);
+  return true;
+}
+
+/* A block of class @cls: from @tc (the caller's, or NULL), else from the
+ * arena; NULL if the arena has none. */
 static inline void *mmi_tcache_alloc(mmi_tcaches *s, mmi_tcache *tc,
                                      unsigned cls) {
-  uint32_t size = s->class_size[cls];
   if (!tc || !mmi_tcache_enter(tc))
-    return mmi_backing_alloc(s->b, size);
-  void *p;
-  uint8_t n = tc->count[cls];
-  if (n) {
-    p = tc->slot[cls][n - 1];
-    tc->count[cls] = (uint8_t)(n - 1);
-    mm_store_relaxed_u64(&tc->bytes, mm_load_relaxed_u64(&tc->bytes) - size);
-  } else {
-    p = mmi_tcache_refill(s, tc, cls);
-  }
+    return mmi_backing_alloc(s->b, s->class_size[cls]);
+  void *p = mmi_tcache_pop(s, tc, cls);
   mmi_tcache_leave(tc);
   return p;
 }
@@ -138,21 +166,13 @@ static inline void *mmi_tcache_alloc(mmi_tcaches *s, mmi_tcache *tc,
  * squeezed or @tc is full, else to the arena. */
 static inline void mmi_tcache_free(mmi_tcaches *s, mmi_tcache *tc, void *p,
                                    unsigned cls) {
-  uint32_t size = s->class_size[cls];
   if (tc && !mm_load_relaxed_u32(&s->squeezed) && mmi_tcache_enter(tc)) {
-    uint8_t n = tc->count[cls];
-    uint64_t bytes = mm_load_relaxed_u64(&tc->bytes) + size;
-    bool room = n < MMI_TCACHE_DEPTH && bytes <= s->bound;
-    if (room) {
-      tc->slot[cls][n] = p;
-      tc->count[cls] = (uint8_t)(n + 1);
-      mm_store_relaxed_u64(&tc->bytes, bytes);
-    }
+    bool parked = mmi_tcache_push(s, tc, p, cls);
     mmi_tcache_leave(tc);
-    if (room)
+    if (parked)
       return;
   }
-  mmi_backing_free(s->b, p, size);
+  mmi_backing_free(s->b, p, s->class_size[cls]);
 }
 
 /* A block of @size bytes (a size class of the arena's: mmi_backing_size)
@@ -167,7 +187,11 @@ void mmi_block_free(mmi_tcaches *s, void *p, size_t size);
  * parked block back to the arena (those of threads in a call at that
  * moment at their next call); off, park again. */
 void mmi_tcaches_squeeze(mmi_tcaches *s, bool on);
-/* Give every parked block back (as a squeeze does), parking on after. */
+/* Give every parked block back (as a squeeze does), parking on after.
+ * A cache whose owner is in a call at that moment is emptied by the owner
+ * before the call returns.  One drain runs at a
+ * time: if another is running, this one is left to it (it runs again
+ * for every drain asked for while it ran), and returns at once. */
 void mmi_tcaches_drain(mmi_tcaches *s);
 /* Bytes parked now, and the most the caches may hold (bound for each
  * cache with an owner). */

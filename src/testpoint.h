@@ -27,8 +27,10 @@ typedef enum mmi_tp {
                             stop counting as unsettled */
   MMI_TP_HELD_GRANTED,   /* a blocking alloc call was granted after being
                             held, before it makes its block or page */
-  MMI_TP_GRANT_BLOCK     /* a pass made the block for a held alloc request
+  MMI_TP_GRANT_BLOCK,    /* a pass made the block for a held alloc request
                             it evicts for, before it commits the grant */
+  MMI_TP_OWN_LINKING     /* an exec id's new own consumer is among the id's
+                            consumers, before it is linked by the id */
 } mmi_tp;
 
 typedef void (*mmi_tp_fn)(struct mm *mm, mmi_tp where);

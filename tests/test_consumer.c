@@ -342,7 +342,7 @@ static void test_full_budget_drains_idle_caches(void **state) {
   assert_true(mmi_tcaches_parked(&mm->caches) >= 8 * 1024);
   /* The whole budget, then one byte more: declined, and on the way the
    * idle thread's cache was emptied (or, if it was in a call at that
-   * moment, it empties itself at its next). */
+   * moment, it empties itself before that call returns). */
   assert_int_equal(mm_acquire_execution(mm, 2, 4 * MiB, MM_NO_WAIT), MM_OK);
   assert_int_equal(mm_acquire_execution(mm, 3, 1, MM_NO_WAIT), MM_ENOMEM);
   if (mm->caches.membarrier)
@@ -356,6 +356,60 @@ static void test_full_budget_drains_idle_caches(void **state) {
   assert_int_equal(mm_release_all_execution(mm, 2), 4 * MiB);
   assert_int_equal(mm_consumer_close(c), MM_OK);
   mm_destroy(mm);
+}
+
+static _Atomic(void *) target;
+static atomic_int wrong_stop;
+static mm_consumer *wrong_c;
+static mm_t *wrong_mm;
+
+/* Frees whatever block is published through the wrong consumer and the
+ * wrong exec id: refused, every time. */
+static void *wrong_freer(void *arg) {
+  (void)arg;
+  while (!atomic_load(&wrong_stop)) {
+    void *p = atomic_load(&target);
+    if (!p)
+      continue;
+    CHECK(mm_consumer_free(wrong_c, p) == MM_EINVAL);
+    CHECK(mm_exec_free(wrong_mm, 99, p) == MM_EINVAL);
+  }
+  return NULL;
+}
+
+/* A refused free leaves the block alone: while another thread keeps
+ * trying to free the owner's block through another consumer, every free
+ * by the owner succeeds, and nothing stays held.  (A refused free used to
+ * clear the block's tag for a moment, so the owner's free found no block
+ * and the block leaked.) */
+static void test_refused_free_leaves_block_alone(void **state) {
+  (void)state;
+  wrong_mm = create(TOTAL);
+  mm_consumer *c;
+  assert_int_equal(mm_consumer_open(wrong_mm, 1, &c), MM_OK);
+  assert_int_equal(mm_consumer_open(wrong_mm, 2, &wrong_c), MM_OK);
+  atomic_store(&wrong_stop, 0);
+  atomic_store(&target, NULL);
+  atomic_store(&mm_test_failures, 0);
+  pthread_t t;
+  pthread_create(&t, NULL, wrong_freer, NULL);
+  long refused = 0;
+  for (int i = 0; i < 200000; i++) {
+    void *p;
+    assert_int_equal(mm_consumer_alloc(c, 64, MM_NO_WAIT, &p), MM_OK);
+    atomic_store(&target, p);
+    if (mm_consumer_free(c, p) != MM_OK)
+      refused++;
+    atomic_store(&target, NULL);
+  }
+  atomic_store(&wrong_stop, 1);
+  pthread_join(t, NULL);
+  assert_int_equal(refused, 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
+  assert_int_equal(mm_consumer_held(c), 0);
+  assert_int_equal(mm_consumer_close(c), MM_OK);
+  assert_int_equal(mm_consumer_close(wrong_c), MM_OK);
+  mm_destroy(wrong_mm);
 }
 
 static atomic_int used_first, first_gone;
@@ -434,6 +488,7 @@ int main(void) {
       cmocka_unit_test(test_full_budget_drains_idle_caches),
       cmocka_unit_test(test_thread_outlives_its_manager),
       cmocka_unit_test(test_caches_are_reused),
+      cmocka_unit_test(test_refused_free_leaves_block_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,6 +235,33 @@ static void test_reclaimed_quota_wakes_waiter(void **state) {
 }
 
 /*
+ * Defect: an exec id's new own consumer could be charged before it was
+ * among the id's consumers, so a release_all of the id missed what it
+ * held (and a pass missed its spare quota).  It is now among them first:
+ * T's first charge of id 5 stops after that; release_all finds the
+ * consumer, holding nothing, and closes it; T's charge then lands on the
+ * id's next own consumer, where the next release_all finds it.
+ */
+static void test_release_all_meets_new_own_consumer(void **state) {
+  (void)state;
+  mm_t *mm = filled((mm_config){.total_bytes = 64 * MiB}, 0, 0, false, false);
+  gate_set(mm, MMI_TP_OWN_LINKING);
+  call t;
+  start(&t, mm, EXEC, 5, 4 * KiB, MM_NO_WAIT);
+  EVENTUALLY(atomic_load(&gate.arrived));
+  assert_int_equal(mm_release_all_execution(mm, 5), 0);
+  gate_clear();
+  pthread_join(t.t, NULL);
+  assert_int_equal(t.st, MM_OK);
+  assert_int_equal(mm_execution_held(mm, 5), 4 * KiB);
+  assert_int_equal(mm_release_all_execution(mm, 5), 4 * KiB);
+  mm_stats s = mm_test_stats(mm);
+  assert_int_equal(s.execution_used_bytes, 0);
+  assert_int_equal(s.execution_ids, 0);
+  mm_destroy(mm);
+}
+
+/*
  * Defect: mm_destroy freed the manager under a caller that was still
  * inside mm_storage_alloc after its grant.  B blocks; an unpin grants it by
  * eviction; B stops at the test point after its grant, before it makes its
@@ -684,6 +711,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_given_back_wakes_waiter),
       cmocka_unit_test(test_reclaimed_quota_wakes_waiter),
+      cmocka_unit_test(test_release_all_meets_new_own_consumer),
       cmocka_unit_test(test_destroy_waits_for_work_after_grant),
       cmocka_unit_test(test_service_sleeps_while_baton_held),
       cmocka_unit_test(test_id_free_after_its_own_callback),
