@@ -36,18 +36,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
+
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 
 static double seconds = 0.3;
 static const int threads_list[] = {1, 2, 4, 8, 16};
 #define NTHREADS 5
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* ---- the baselines ----------------------------------------------------- */
 
@@ -123,8 +119,6 @@ static mm_t *mm;
 static unsigned arena_flags;
 static enum impl impl;
 static size_t size;
-static atomic_bool stop;
-static pthread_barrier_t start;
 
 static void *loop(void *arg) {
   uint64_t id = (uint64_t)(uintptr_t)arg, n = 0;
@@ -132,8 +126,8 @@ static void *loop(void *arg) {
   if ((impl == MM_BOOKS_C || impl == MM_MEM_C) &&
       mm_consumer_open(mm, 100 + id, &c) != MM_OK)
     abort();
-  pthread_barrier_wait(&start);
-  while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+  pthread_barrier_wait(&bench_start);
+  while (!atomic_load_explicit(&bench_stop, memory_order_relaxed)) {
     for (int i = 0; i < 64; i++) {
       void *p;
       switch (impl) {
@@ -192,33 +186,10 @@ static void *loop(void *arg) {
 static double run(enum impl which, size_t bytes, int nthreads) {
   impl = which;
   size = bytes;
-  atomic_store(&stop, false);
-  pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
-  pthread_t t[16];
-  for (int i = 0; i < nthreads; i++)
-    pthread_create(&t[i], NULL, loop, (void *)(uintptr_t)(i + 1));
-  pthread_barrier_wait(&start);
-  double t0 = now_s();
-  struct timespec d = {(time_t)seconds,
-                       (long)((seconds - (time_t)seconds) * 1e9)};
-  nanosleep(&d, NULL);
-  atomic_store(&stop, true);
-  uint64_t total = 0;
-  for (int i = 0; i < nthreads; i++) {
-    void *n;
-    pthread_join(t[i], &n);
-    total += (uint64_t)(uintptr_t)n;
-  }
-  double rate = total / (now_s() - t0);
-  pthread_barrier_destroy(&start);
-  return rate;
+  return bench_point(loop, nthreads, 1, seconds);
 }
 
 static FILE *csv;
-
-static double median3(double a, double b, double c) {
-  return a > b ? (b > c ? b : a > c ? c : a) : (a > c ? a : b > c ? c : b);
-}
 
 /* One table: for each thread count, three rounds in which the
  * implementations take turns; the median of each. */
@@ -230,7 +201,7 @@ static void table(const char *bench, const enum impl *which, int nimpl,
       for (int k = 0; k < nimpl; k++)
         r[k][round] = run(which[k], bytes, threads_list[t]);
     for (int k = 0; k < nimpl; k++)
-      out[k][t] = median3(r[k][0], r[k][1], r[k][2]);
+      out[k][t] = bench_median3(r[k][0], r[k][1], r[k][2]);
   }
   for (int k = 0; k < nimpl; k++) {
     printf("%-10s %-8s %8zu", bench, impl_name[which[k]], bytes);

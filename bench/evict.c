@@ -26,18 +26,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
+
 #define PAGE     4096
 #define FULL     100000 /* pages in the full pool */
 #define UNIVERSE 100000 /* distinct pages in the Zipf stream */
 #define CACHE    10000  /* pages the Zipf cache holds */
 #define ACCESSES 2000000
 #define ZIPF_S   0.99
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static uint64_t xorshift(uint64_t *s) {
   *s ^= *s << 13;
@@ -82,7 +78,7 @@ static double replacements_per_s(int threads, int policy) {
       exit(1);
   atomic_store(&stop, false);
   pthread_t t[8];
-  double t0 = now_s();
+  double t0 = bench_now_s();
   for (int i = 0; i < threads; i++)
     pthread_create(&t[i], NULL, replacer, (void *)(uintptr_t)(i + 1));
   struct timespec d = {(time_t)run_seconds,
@@ -95,7 +91,7 @@ static double replacements_per_s(int threads, int policy) {
     pthread_join(t[i], &n);
     total += (uint64_t)(uintptr_t)n;
   }
-  double rate = total / (now_s() - t0);
+  double rate = total / (bench_now_s() - t0);
   mm_stats s;
   mm_get_stats(shared, &s);
   if (s.evictions < total) /* every registration had to evict */

@@ -582,6 +582,83 @@ MM_API mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
                                   int64_t timeout_ns, void **out);
 
 /*
+ * Page handles.
+ *
+ * A handle is what an engine keeps beside its own page-table entry (as a
+ * buffer pool keeps a buffer descriptor): the calls below reach the page
+ * through it, with no lookup of the page id.  A pin or unpin of a live
+ * page through its handle is one compare-and-swap on the page's state
+ * word, and takes no lock and no RCU read section.  The id-based calls
+ * (mm_pin_storage, mm_unpin_storage, mm_release_storage) work on a page
+ * that has a handle too, and see the same pins.
+ *
+ * A handle stays safe to call until its owner lets go of it with
+ * mm_page_put, whatever happens to the page meanwhile: once the page is
+ * evicted or released, mm_page_pin, mm_page_unpin and mm_page_release
+ * answer MM_ENOENT and mm_page_data NULL, for ever (a new page registered
+ * later under the same id is another page, with another handle).  The
+ * handle's memory is reused only after mm_page_put and after the page is
+ * gone (released or evicted), and then only after every RCU read section
+ * that began before both (the record is freed through call_rcu).  The
+ * eviction callback of a page that has a handle runs as for any page
+ * (with its id and memory); the handle reads the page as gone from the
+ * moment the eviction commits to it, before the callback runs.  Every
+ * handle must be put before mm_destroy: a handle is part of its manager.
+ *
+ * One owner: a handle is put once, by whoever holds it; the calls on it
+ * are thread-safe and may run on any thread, several at once.
+ */
+typedef struct mm_page mm_page;
+
+/*
+ * mm_page_alloc - mm_storage_alloc, and a handle on the page in *@out
+ * (its memory: mm_page_data).  Born pinned: the caller holds one pin.
+ * Returns the statuses of mm_storage_alloc (MM_EINVAL also for a NULL
+ * @out; *@out untouched on failure).  Thread-safe.
+ */
+MM_API mm_status mm_page_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                               int64_t timeout_ns, mm_page **out);
+
+/*
+ * mm_page_data - the page's memory (its size: what mm_page_alloc was
+ * asked for, rounded up to whole pages); NULL if @pg is NULL or once the
+ * memory is freed (the page released, or its eviction callback returned).
+ * Read it only while holding a pin: an unpinned page may be evicted, and
+ * its memory freed, at any moment.
+ */
+MM_API void *mm_page_data(const mm_page *pg);
+
+/*
+ * mm_page_pin - one pin more on the page, as mm_pin_storage.  MM_OK;
+ * MM_ENOENT if the page is gone (evicted or released) or an eviction has
+ * claimed it at this moment; MM_EINVAL for a NULL @pg or 2^32 - 1 pins
+ * already.  Thread-safe.
+ */
+MM_API mm_status mm_page_pin(mm_page *pg);
+
+/*
+ * mm_page_unpin - one pin less; at zero the page may be evicted (and held
+ * requests are told).  MM_OK; MM_EINVAL for a NULL @pg or a page with no
+ * pin; MM_ENOENT if the page is gone.  Thread-safe.
+ */
+MM_API mm_status mm_page_unpin(mm_page *pg);
+
+/*
+ * mm_page_release - unregister the page and return its bytes and memory,
+ * as mm_release_storage.  MM_OK; MM_EBUSY while it is pinned; MM_ENOENT
+ * if it is gone already; MM_EINVAL for a NULL @pg.  The handle stays
+ * valid (and reads the page as gone) until mm_page_put.  Thread-safe.
+ */
+MM_API mm_status mm_page_release(mm_page *pg);
+
+/*
+ * mm_page_put - the owner lets go of the handle; @pg must not be used
+ * after.  It does not release the page (a page whose handle is put stays
+ * registered, and is reached by its id).  NULL: nothing happens.
+ */
+MM_API void mm_page_put(mm_page *pg);
+
+/*
  * Consumers.
  *
  * A consumer is a handle on an exec id for the code that uses its

@@ -415,8 +415,11 @@ uint64_t mmi_page_block_size(mm_t *mm, size_t size) {
   return 0;
 }
 
-mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
-                           int64_t timeout_ns, void **out) {
+/* mm_storage_alloc, and with @handle (mm_page_alloc) the page's record
+ * with a reference for the caller, taken before the page goes live. */
+static mm_status storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                               int64_t timeout_ns, void **out,
+                               struct mmi_page **handle) {
   if (!mm || !out || size == 0 || !mmi_timeout_valid(timeout_ns) ||
       mmi_in_evict_callback(mm))
     return MM_EINVAL;
@@ -437,6 +440,10 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
   mmi_rcu_read_lock();
   if (data) {
     mmi_page_set_data(grant.page, data, charged);
+    if (handle) {
+      mmi_page_hold(grant.page); /* before anyone can evict it */
+      *handle = grant.page;
+    }
     mmi_page_activate(mm, grant.page, 1); /* born pinned: the caller's pin */
   } else { /* every charge rolled back; nothing was evicted */
     mmi_give_back(mm, MM_POOL_STORAGE, charged);
@@ -451,6 +458,23 @@ mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
 out:
   if (grant.inside)
     mmi_held_leave(mm); /* the last touch of @mm */
+  return st;
+}
+
+mm_status mm_storage_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                           int64_t timeout_ns, void **out) {
+  return storage_alloc(mm, page_id, size, timeout_ns, out, NULL);
+}
+
+mm_status mm_page_alloc(mm_t *mm, uint64_t page_id, size_t size,
+                        int64_t timeout_ns, mm_page **out) {
+  if (!out)
+    return MM_EINVAL;
+  void *data;
+  struct mmi_page *pg;
+  mm_status st = storage_alloc(mm, page_id, size, timeout_ns, &data, &pg);
+  if (st == MM_OK)
+    *out = (mm_page *)(void *)pg; /* the handle is the record */
   return st;
 }
 

@@ -178,6 +178,9 @@ mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg);
  * (mmi_charge_new_page), after any charge it had went back.  In a read
  * section. */
 void mmi_page_activate(mm_t *mm, struct mmi_page *pg, unsigned pins);
+/* A reference more on @pg's record, for a handle (the caller holds one:
+ * the page is still pending). */
+void mmi_page_hold(struct mmi_page *pg);
 /* Give a pending page its memory (before mmi_page_activate). */
 void mmi_page_set_data(struct mmi_page *pg, void *data, size_t size);
 /* Give a retired or abandoned page's memory back (before its charge). */

@@ -25,6 +25,10 @@
 
 typedef struct mmi_page {
   mmi_node node;            /* key: the page id */
+  struct mm *mm;            /* its manager (set when it is reserved) */
+  mm_atomic_u32 refs;       /* the page table's while it links the record,
+                               and one per handle (mm_page_alloc); the
+                               last one retires it through RCU */
   uint64_t bytes;           /* as charged: a multiple of page_size */
   void *data;               /* NULL: accounting-only */
   size_t data_size;         /* what data was allocated with */

@@ -48,9 +48,17 @@
 /* Everyone who meets a retired record calls this; exactly one call
  * unlinks it, and that call retires it through RCU (readers may still
  * hold it). */
+/* Drop a reference on @pg's record; the last retires it (readers of the
+ * page table may still look). */
+static void page_put(mmi_page *pg) {
+  /* acq_rel: the last holder sees every other holder's writes */
+  if (mm_faa_acq_rel_u32(&pg->refs, (uint32_t)-1) == 1)
+    mmi_rcu_retire(&pg->node);
+}
+
 void mmi_page_unlink(mm_t *mm, mmi_page *pg) {
   if (mmi_registry_remove(mm->pages, &pg->node))
-    mmi_rcu_retire(&pg->node);
+    page_put(pg); /* the table's */
 }
 
 /* The record for @page_id if it is not retired (it may be pending), or
@@ -93,6 +101,8 @@ struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
   if (!pg)
     return NULL;
   pg->node.key = page_id;
+  pg->mm = NULL;
+  mm_store_relaxed_u32(&pg->refs, 1); /* the table's, once it links it */
   pg->bytes = bytes;
   pg->data = NULL;
   pg->data_size = 0;
@@ -107,6 +117,7 @@ struct mmi_page *mmi_page_new(uint64_t page_id, uint64_t bytes) {
 void mmi_page_free_unpublished(struct mmi_page *pg) { mmi_meta_free(pg); }
 
 mm_status mmi_page_reserve(mm_t *mm, struct mmi_page *pg) {
+  pg->mm = mm;
   for (;;) {
     mmi_node *got = mmi_registry_insert_unique(mm->pages, &pg->node);
     if (got == &pg->node)
@@ -180,19 +191,17 @@ static mm_status unpin_rule(uint64_t s, uint64_t *next) {
 }
 
 /*
- * One decision about live page @page_id, made by @rule and committed by
- * one CAS on its state: the commit point of a release, a pin or an unpin.
+ * One decision about live page @pg, made by @rule and committed by one CAS
+ * on its state: the commit point of a release, a pin or an unpin.
  * Because each change is a single CAS from the exact state the rule saw,
- * a pin and a release of the same page cannot both win.  On MM_OK, *@pg
- * is the page and *@before the state the CAS replaced.  In a read section.
+ * a pin and a release of the same page cannot both win.  On MM_OK,
+ * *@before is the state the CAS replaced.  @pg is alive: in a read
+ * section, or held by a handle.
  */
-static mm_status page_change(mm_t *mm, uint64_t page_id,
+static mm_status page_decide(mmi_page *pg,
                              mm_status (*rule)(uint64_t s, uint64_t *next),
-                             mmi_page **pg, uint64_t *before) {
-  *pg = page_find_live(mm, page_id);
-  if (!*pg)
-    return MM_ENOENT;
-  uint64_t s = mm_load_relaxed_u64(&(*pg)->state), next;
+                             uint64_t *before) {
+  uint64_t s = mm_load_relaxed_u64(&pg->state), next;
   for (;;) {
     if (s & PAGE_RETIRED)
       return MM_ENOENT; /* released or evicted meanwhile */
@@ -205,21 +214,34 @@ static mm_status page_change(mm_t *mm, uint64_t page_id,
        * (mmi_page_unclaim). */
       if (rule != release_rule || (s & (PAGE_RELEASED | PAGE_NOTIFIED)))
         return MM_ENOENT;
-      if (mm_cas_acq_rel_u64(&(*pg)->state, &s, s | PAGE_RELEASED)) {
+      if (mm_cas_acq_rel_u64(&pg->state, &s, s | PAGE_RELEASED)) {
         *before = s;
         return MM_OK;
       }
       continue; /* claim undone, or committed, meanwhile: decide again */
     }
+    if (s & PAGE_PENDING)
+      return MM_ENOENT; /* (a handle's page is live before it has one) */
     mm_status st = rule(s, &next);
     if (st != MM_OK)
       return st;
     /* acq_rel: a pin's later read of the page's data comes after it */
-    if (mm_cas_acq_rel_u64(&(*pg)->state, &s, next)) {
+    if (mm_cas_acq_rel_u64(&pg->state, &s, next)) {
       *before = s;
       return MM_OK;
     }
   }
+}
+
+/* page_decide on live page @page_id, found by its id: *@pg.  In a read
+ * section. */
+static mm_status page_change(mm_t *mm, uint64_t page_id,
+                             mm_status (*rule)(uint64_t s, uint64_t *next),
+                             mmi_page **pg, uint64_t *before) {
+  *pg = page_find_live(mm, page_id);
+  if (!*pg)
+    return MM_ENOENT;
+  return page_decide(*pg, rule, before);
 }
 
 /* The rest of a release, after @pg's state was made RETIRED (no pin can
@@ -253,6 +275,23 @@ void mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
   page_retire(mm, pg);
 }
 
+/* What follows a pin (@before: the state it replaced). */
+static void pinned(mm_t *mm, mmi_page *pg, uint64_t before) {
+  if ((before & PAGE_PINS_MASK) == 0)
+    mmi_count(mm, MMI_PINNED_BYTES, pg->bytes);
+  mmi_victims_touch(mm, pg);
+}
+
+/* What follows an unpin: true if the page became evictable (news, for the
+ * caller to tell once out of its read section). */
+static bool unpinned(mm_t *mm, mmi_page *pg, uint64_t before) {
+  if ((before & PAGE_PINS_MASK) != 1)
+    return false;
+  mmi_uncount(mm, MMI_PINNED_BYTES, pg->bytes);
+  mmi_victims_touch(mm, pg); /* in use until now: recently used */
+  return true;
+}
+
 mm_status mm_release_storage(mm_t *mm, uint64_t page_id) {
   if (!mm)
     return MM_EINVAL;
@@ -274,9 +313,7 @@ mm_status mm_pin_storage(mm_t *mm, uint64_t page_id, void **data) {
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, pin_rule, &pg, &before);
   if (st == MM_OK) {
-    if ((before & PAGE_PINS_MASK) == 0)
-      mmi_count(mm, MMI_PINNED_BYTES, pg->bytes);
-    mmi_victims_touch(mm, pg);
+    pinned(mm, pg, before);
     if (data)
       *data = pg->data;
   }
@@ -291,15 +328,72 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
-  bool evictable = st == MM_OK && (before & PAGE_PINS_MASK) == 1;
-  if (evictable) {
-    mmi_uncount(mm, MMI_PINNED_BYTES, pg->bytes);
-    mmi_victims_touch(mm, pg); /* in use until now: recently used */
-  }
+  bool evictable = st == MM_OK && unpinned(mm, pg, before);
   mmi_rcu_read_unlock();
   if (evictable)
     mmi_held_news(mm); /* a held request may evict it now */
   return st;
+}
+
+/* ---- page handles ----------------------------------------------------------
+ *
+ * A handle is the page's record itself, with a reference of its own: the
+ * record outlives its page (released, evicted) for as long as the handle
+ * does, reading RETIRED, so every call through it stays safe and answers
+ * MM_ENOENT.  A pin or an unpin through it is the one CAS on the state
+ * word that page_decide makes, with no lookup and no read section: the
+ * reference keeps the record, and the state word says whether the page
+ * is still there.
+ */
+
+void mmi_page_hold(struct mmi_page *pg) {
+  mm_faa_acq_rel_u32(&pg->refs, 1); /* (the caller holds one already) */
+}
+
+/* The public handle is the record (mm_page is never defined). */
+static mmi_page *rec(const mm_page *h) { return (mmi_page *)(uintptr_t)h; }
+
+void *mm_page_data(const mm_page *h) { return h ? rec(h)->data : NULL; }
+
+mm_status mm_page_pin(mm_page *h) {
+  if (!h)
+    return MM_EINVAL;
+  mmi_page *pg = rec(h);
+  uint64_t before;
+  mm_status st = page_decide(pg, pin_rule, &before);
+  if (st == MM_OK)
+    pinned(pg->mm, pg, before);
+  return st;
+}
+
+mm_status mm_page_unpin(mm_page *h) {
+  if (!h)
+    return MM_EINVAL;
+  mmi_page *pg = rec(h);
+  uint64_t before;
+  mm_status st = page_decide(pg, unpin_rule, &before);
+  if (st == MM_OK && unpinned(pg->mm, pg, before))
+    mmi_held_news(pg->mm); /* a held request may evict it now */
+  return st;
+}
+
+mm_status mm_page_release(mm_page *h) {
+  if (!h)
+    return MM_EINVAL;
+  mmi_page *pg = rec(h);
+  mm_t *mm = pg->mm;
+  uint64_t before;
+  mmi_rcu_read_lock();
+  mm_status st = page_decide(pg, release_rule, &before);
+  if (st == MM_OK && !(before & PAGE_EVICTING))
+    page_retire(mm, pg); /* else the evictor that claimed it finishes */
+  mmi_rcu_read_unlock();
+  return st;
+}
+
+void mm_page_put(mm_page *h) {
+  if (h)
+    page_put(rec(h));
 }
 
 void mmi_page_drop(mmi_node *n, void *mm) {

@@ -48,6 +48,7 @@
 
 #define PAGE   4096u
 #define NPAGES 16             /* page ids 0..15 */
+#define NHDL   4              /* page handles held at once */
 #define NIDS   4              /* exec ids 0..3 */
 #define NCONS  3              /* consumer handles open at once */
 #define NBOOK  (NIDS + NCONS) /* the ids' own books, then the handles' */
@@ -105,7 +106,15 @@ typedef struct mpage {
   uint64_t bytes; /* as charged */
   uint32_t pins;
   uint8_t stamp; /* first byte of its memory */
+  uint32_t gen;  /* bumped each time the id is registered */
 } mpage;
+
+/* A page handle (mm_page_alloc) and the incarnation of its page. */
+typedef struct mhandle {
+  mm_page *h; /* NULL: the slot is free */
+  unsigned id;
+  uint32_t gen;
+} mhandle;
 
 /* Books: book i < NIDS is exec id i's own (the id-based calls'); the
  * others are consumer handles. */
@@ -134,6 +143,7 @@ static struct model {
   mpage page[NPAGES];
   mbook book[NBOOK];
   mblock blk[NBLK];
+  mhandle hdl[NHDL];
   uint64_t evictions;
   uint8_t next_stamp;
 } m;
@@ -436,10 +446,12 @@ static bool acceptable(plan p, int64_t timeout, mm_status st) {
 enum how { ACQUIRE, ALLOC, CALLOC };
 
 /* One acquire (or allocation) in @pool, with the next block allocation
- * made to fail if @fault.  Eviction callbacks may run only inside it. */
+ * made to fail if @fault.  Eviction callbacks may run only inside it.
+ * With @handle, a storage allocation is mm_page_alloc (its memory in
+ * *@out too). */
 static mm_status call_acquire(mm_pool pool, bool alloc, uint64_t id,
                               size_t bytes, int64_t timeout, bool fault,
-                              void **out) {
+                              void **out, mm_page **handle) {
   if (fault)
     mmi_backing_fail_next(1);
   in_call = true;
@@ -447,7 +459,15 @@ static mm_status call_acquire(mm_pool pool, bool alloc, uint64_t id,
   if (pool == MM_POOL_EXECUTION)
     st = alloc ? mm_exec_alloc(mm, id, bytes, timeout, out)
                : mm_acquire_execution(mm, id, bytes, timeout);
-  else
+  else if (handle) {
+    mm_page *h = (mm_page *)1;
+    st = mm_page_alloc(mm, id, bytes, timeout, &h);
+    if (st == MM_OK)
+      *out = mm_page_data(h);
+    else
+      EXPECT(h == (mm_page *)1, "mm_page_alloc wrote *out on failure");
+    *handle = st == MM_OK ? h : NULL;
+  } else
     st = alloc ? mm_storage_alloc(mm, id, bytes, timeout, out)
                : mm_acquire_storage(mm, id, bytes, timeout);
   in_call = false;
@@ -515,7 +535,7 @@ static void op_charge(input *in, unsigned b, enum how how) {
   void *blk = NULL;
   mm_status st =
       b < NIDS ? call_acquire(MM_POOL_EXECUTION, how != ACQUIRE, b, bytes,
-                              timeout, fault, &blk)
+                              timeout, fault, &blk, NULL)
                : call_consumer(m.book[b].h, how, n, size, timeout, fault, &blk);
   const char *what = b < NIDS ? (how ? "mm_exec_alloc" : "mm_acquire_execution")
                      : how == ACQUIRE ? "mm_consumer_acquire"
@@ -745,7 +765,7 @@ static void op_consumer(input *in) {
   check_picture("mm_consumer_realloc");
 }
 
-static void op_acquire_storage(input *in, bool alloc) {
+static void op_acquire_storage(input *in, bool alloc, bool handle) {
   unsigned id = byte(in) % NPAGES;
   size_t bytes = size_arg(in);
   int64_t timeout = timeout_arg(in);
@@ -760,9 +780,12 @@ static void op_acquire_storage(input *in, bool alloc) {
   plan p =
       invalid || exists ? (plan){NO, 0} : plan_for(MM_POOL_STORAGE, charge);
   void *data = NULL;
-  mm_status st =
-      call_acquire(MM_POOL_STORAGE, alloc, id, bytes, timeout, fault, &data);
-  const char *what = alloc ? "mm_storage_alloc" : "mm_acquire_storage";
+  mm_page *h = NULL;
+  mm_status st = call_acquire(MM_POOL_STORAGE, alloc, id, bytes, timeout, fault,
+                              &data, handle ? &h : NULL);
+  const char *what = handle  ? "mm_page_alloc"
+                     : alloc ? "mm_storage_alloc"
+                             : "mm_acquire_storage";
   /* A fault may turn a grant into MM_ENOMEM: the allocator failed, and
    * nothing was charged or evicted. */
   bool faulted = fault && st == MM_ENOMEM && p.v != NO;
@@ -775,8 +798,16 @@ static void op_acquire_storage(input *in, bool alloc) {
   settle_evictions(MM_POOL_STORAGE, p, st == MM_OK);
   if (st == MM_OK) {
     mpage *pg = &m.page[id];
-    *pg = (mpage){true, alloc, charge, alloc ? 1 : 0, (uint8_t)(id * 37 + 1)};
+    *pg = (mpage){
+        true,       alloc, charge, alloc ? 1 : 0, (uint8_t)(id * 37 + 1),
+        pg->gen + 1};
     m.used_s += charge;
+    if (handle) {
+      mhandle *slot = &m.hdl[byte(in) % NHDL];
+      if (slot->h)
+        mm_page_put(slot->h); /* the older one lets go */
+      *slot = (mhandle){h, id, pg->gen};
+    }
     if (alloc) {
       EXPECT(data != NULL, "mm_storage_alloc: no memory");
       memset(data, 0, charge); /* ASan: all of it is ours */
@@ -831,6 +862,63 @@ static void op_page(input *in) {
     }
     check_picture("mm_release_storage");
   }
+}
+
+/* Page handles: a new page with one, or a call through one held --
+ * whose page may be gone (released, evicted, or its id registered again
+ * since): the handle answers for its own page only. */
+static void op_handle(input *in) {
+  uint8_t k = byte(in);
+  if (k % 6 == 0) {
+    op_acquire_storage(in, true, true);
+    return;
+  }
+  mhandle *hd = &m.hdl[k / 6 % NHDL];
+  if (!hd->h)
+    return;
+  mpage *pg = &m.page[hd->id];
+  bool live = pg->present && pg->gen == hd->gen;
+  mm_status st;
+  switch (k % 6) {
+  case 1:
+    st = mm_page_pin(hd->h);
+    EXPECT_ST(st, live ? MM_OK : MM_ENOENT, "mm_page_pin");
+    if (st == MM_OK)
+      pg->pins++;
+    break;
+  case 2:
+    st = mm_page_unpin(hd->h);
+    EXPECT_ST(st,
+              !live      ? MM_ENOENT
+              : pg->pins ? MM_OK
+                         : MM_EINVAL,
+              "mm_page_unpin");
+    if (st == MM_OK)
+      pg->pins--;
+    break;
+  case 3:
+    st = mm_page_release(hd->h);
+    EXPECT_ST(st,
+              !live      ? MM_ENOENT
+              : pg->pins ? MM_EBUSY
+                         : MM_OK,
+              "mm_page_release");
+    if (st == MM_OK) {
+      pg->present = false;
+      m.used_s -= pg->bytes;
+    }
+    break;
+  case 4: {
+    uint8_t *data = mm_page_data(hd->h);
+    EXPECT(live ? data && *data == pg->stamp : !data,
+           "mm_page_data: wrong memory");
+    break;
+  }
+  default:
+    mm_page_put(hd->h);
+    hd->h = NULL;
+  }
+  check_picture("page handle");
 }
 
 /* Asynchronous requests: one at a time, so the model stays sequential.
@@ -911,7 +999,7 @@ static void op_async(input *in) {
     m.used_e += charge;
     m.book[id].held += charge;
   } else if (st == MM_OK) {
-    m.page[id] = (mpage){true, false, charge, 0, 0};
+    m.page[id] = (mpage){true, false, charge, 0, 0, m.page[id].gen + 1};
     m.used_s += charge;
   }
   check_picture("mm_acquire_async");
@@ -1082,7 +1170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   EXPECT_ST(st, MM_OK, "mm_create");
   check_picture("mm_create");
   for (int ops = 0; in.n && ops < 256; ops++) {
-    switch (byte(&in) % 13) {
+    switch (byte(&in) % 14) {
     case 0:
       op_acquire_exec(&in, false);
       break;
@@ -1099,10 +1187,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       op_exec_free(&in);
       break;
     case 5:
-      op_acquire_storage(&in, false);
+      op_acquire_storage(&in, false, false);
       break;
     case 6:
-      op_acquire_storage(&in, true);
+      op_acquire_storage(&in, true, false);
       break;
     case 7:
     case 8:
@@ -1114,6 +1202,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 10:
     case 11:
       op_consumer(&in);
+      break;
+    case 13:
+      op_handle(&in);
       break;
     default:
       op_null(&in);
@@ -1129,6 +1220,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (unsigned b = NIDS; b < NBOOK; b++)
     if (m.book[b].h)
       EXPECT_ST(mm_consumer_close(m.book[b].h), MM_OK, "teardown close");
+  for (unsigned k = 0; k < NHDL; k++)
+    mm_page_put(m.hdl[k].h); /* (NULL: nothing) */
   for (unsigned id = 0; id < NPAGES; id++)
     if (m.page[id].present) {
       for (; m.page[id].pins; m.page[id].pins--)

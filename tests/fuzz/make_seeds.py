@@ -121,6 +121,17 @@ def c_realloc(slot, blk, sz, timeout=NO_WAIT):
     return [10, slot + NCONS * 5, blk] + sz + [timeout]
 
 
+def h_alloc(slot, pid, sz, timeout=NO_WAIT, fault=False):
+    return [13, 0, pid] + sz + [timeout, 0 if fault else 1, slot]
+
+
+H_OPS = {"pin": 1, "unpin": 2, "release": 3, "data": 4, "put": 5}
+
+
+def h_op(op, slot):
+    return [13, H_OPS[op] + 6 * slot]
+
+
 SEEDS = {
     # storage fills, then each new page evicts unpinned ones
     "storage-evicts": config() + sum(
@@ -203,6 +214,16 @@ SEEDS = {
         acquire_exec(3, size("free")) + c_acquire(0, size("tiny", 1)) +
         c_release(1, 0) + acquire_exec(3, size("pages", 2)) +
         c_release(0, 1) + release_all(3) + c_close(2),
+    # page handles: pins through them, a release refused while pinned,
+    # a page evicted under its handle, an id registered again
+    "handles": config(pages=6) + h_alloc(0, 1, size("pages", 1)) +
+        h_op("pin", 0) + h_op("release", 0) + h_op("unpin", 0) +
+        h_op("unpin", 0) + h_op("data", 0) +
+        sum((storage_alloc(p, size("pages", 1)) for p in range(2, 8)), []) +
+        h_op("pin", 0) + h_op("data", 0) + h_op("release", 0) +
+        h_alloc(1, 1, size("pages", 1)) + h_op("pin", 0) + h_op("put", 0) +
+        h_op("unpin", 1) + h_op("release", 1) + h_op("data", 1) +
+        h_op("put", 1),
 }
 for i, (frac, flags) in enumerate([(5, 0), (6, 0), (7, 0), (2, 0x0c),
                                    (2, 0x30), (2, 0x50)]):
