@@ -231,7 +231,10 @@ MM_API mm_status mm_create(const mm_config *cfg, mm_t **out);
  * answered MM_ECANCELED or find nothing to do).  It waits for the service
  * thread and for liburcu's deferred frees (rcu_barrier: those of the whole
  * process), so it must not be called from an eviction or grant callback, nor
- * inside a liburcu-bp read section.
+ * inside a liburcu-bp read section.  Consumers and page handles belong to
+ * their manager: none may be used after it (not even closed or put), and
+ * every page handle must be put before it (the record of a page that is
+ * gone is freed only by its handle's put).
  */
 MM_API void mm_destroy(mm_t *mm);
 

@@ -45,17 +45,17 @@
 
 #include "page.h"
 
-/* Everyone who meets a retired record calls this; exactly one call
- * unlinks it, and that call retires it through RCU (readers may still
- * hold it). */
-/* Drop a reference on @pg's record; the last retires it (readers of the
- * page table may still look). */
+/* Drop a reference on @pg's record; the last retires it through RCU
+ * (readers of the page table may still hold it). */
 static void page_put(mmi_page *pg) {
   /* acq_rel: the last holder sees every other holder's writes */
   if (mm_faa_acq_rel_u32(&pg->refs, (uint32_t)-1) == 1)
     mmi_rcu_retire(&pg->node);
 }
 
+/* Everyone who meets a retired record calls this; exactly one call
+ * unlinks it, and that call drops the page table's reference (a handle
+ * may keep the record a while longer). */
 void mmi_page_unlink(mm_t *mm, mmi_page *pg) {
   if (mmi_registry_remove(mm->pages, &pg->node))
     page_put(pg); /* the table's */
