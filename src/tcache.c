@@ -52,8 +52,9 @@
  * it from ASKED too, and the owner never both empty it), empties its
  * stacks and stores 0 -- at the end of the call the drain found it in:
  * the drain asked before its second barrier, so the owner's load of
- * drain after its store of 0 (or in its next call, if that store came
- * first and the drain's second look found it out) sees ASKED.  A cache
+ * drain after its store of 0 sees ASKED (or, if that store came before
+ * the barrier, the drain's second look finds the owner out and takes the
+ * cache itself).  A cache
  * is never left asked with an idle owner.  Where membarrier(2) is
  * unavailable, a drain only asks (every cache is emptied by its owner's
  * next call).  One drain runs at a time: a drain that finds another

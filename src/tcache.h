@@ -136,14 +136,14 @@ static inline void *mmi_tcache_pop(mmi_tcaches *s, mmi_tcache *tc,
   return tc->slot[cls][n - 1];
 }
 
-/* Park block @p of class @cls in @tc, unless the set is squeezed or @tc is
- * full (false: the caller gives it to the arena).  The owner is inside. */
+/* Park block @p of class @cls in @tc, unless @tc is full (false: the
+ * caller gives it to the arena).  The owner is inside, and found the set
+ * not squeezed. */
 static inline bool mmi_tcache_push(mmi_tcaches *s, mmi_tcache *tc, void *p,
                                    unsigned cls) {
   uint8_t n = tc->count[cls];
   uint64_t bytes = mm_load_relaxed_u64(&tc->bytes) + s->class_size[cls];
-  if (n >= MMI_TCACHE_DEPTH || bytes > s->bound ||
-      mm_load_relaxed_u32(&s->squeezed))
+  if (n >= MMI_TCACHE_DEPTH || bytes > s->bound)
     return false;
   tc->slot[cls][n] = p;
   tc->count[cls] = (uint8_t)(n + 1);
@@ -184,8 +184,8 @@ void mmi_block_free(mmi_tcaches *s, void *p, size_t size);
 /* ---- all of them --------------------------------------------------------- */
 
 /* Pressure from the layer above: @on, park nothing more and give every
- * parked block back to the arena (those of threads in a call at that
- * moment at their next call); off, park again. */
+ * parked block back to the arena (those of a thread in a call at that
+ * moment before that call returns); off, park again. */
 void mmi_tcaches_squeeze(mmi_tcaches *s, bool on);
 /* Give every parked block back (as a squeeze does), parking on after.
  * A cache whose owner is in a call at that moment is emptied by the owner

@@ -817,6 +817,23 @@ static void op_acquire_storage(input *in, bool alloc, bool handle) {
   check_picture(what);
 }
 
+/* An unpin and a release of @pg (@live: the call reaches it), as the
+ * model predicts them, and what a success changes in the model. */
+static void model_unpin(mpage *pg, bool live, mm_status st, const char *what) {
+  EXPECT_ST(st, !live ? MM_ENOENT : pg->pins ? MM_OK : MM_EINVAL, what);
+  if (st == MM_OK)
+    pg->pins--;
+}
+
+static void model_release(mpage *pg, bool live, mm_status st,
+                          const char *what) {
+  EXPECT_ST(st, !live ? MM_ENOENT : pg->pins ? MM_EBUSY : MM_OK, what);
+  if (st == MM_OK) {
+    pg->present = false;
+    m.used_s -= pg->bytes;
+  }
+}
+
 static void op_page(input *in) {
   uint8_t k = byte(in);
   unsigned id = k % NPAGES;
@@ -839,27 +856,12 @@ static void op_page(input *in) {
     break;
   }
   case 1:
-    st = mm_unpin_storage(mm, id);
-    EXPECT_ST(st,
-              !pg->present ? MM_ENOENT
-              : pg->pins   ? MM_OK
-                           : MM_EINVAL,
-              "mm_unpin_storage");
-    if (st == MM_OK)
-      pg->pins--;
+    model_unpin(pg, pg->present, mm_unpin_storage(mm, id), "mm_unpin_storage");
     check_picture("mm_unpin_storage");
     break;
   default:
-    st = mm_release_storage(mm, id);
-    EXPECT_ST(st,
-              !pg->present ? MM_ENOENT
-              : pg->pins   ? MM_EBUSY
-                           : MM_OK,
-              "mm_release_storage");
-    if (st == MM_OK) {
-      pg->present = false;
-      m.used_s -= pg->bytes;
-    }
+    model_release(pg, pg->present, mm_release_storage(mm, id),
+                  "mm_release_storage");
     check_picture("mm_release_storage");
   }
 }
@@ -887,26 +889,10 @@ static void op_handle(input *in) {
       pg->pins++;
     break;
   case 2:
-    st = mm_page_unpin(hd->h);
-    EXPECT_ST(st,
-              !live      ? MM_ENOENT
-              : pg->pins ? MM_OK
-                         : MM_EINVAL,
-              "mm_page_unpin");
-    if (st == MM_OK)
-      pg->pins--;
+    model_unpin(pg, live, mm_page_unpin(hd->h), "mm_page_unpin");
     break;
   case 3:
-    st = mm_page_release(hd->h);
-    EXPECT_ST(st,
-              !live      ? MM_ENOENT
-              : pg->pins ? MM_EBUSY
-                         : MM_OK,
-              "mm_page_release");
-    if (st == MM_OK) {
-      pg->present = false;
-      m.used_s -= pg->bytes;
-    }
+    model_release(pg, live, mm_page_release(hd->h), "mm_page_release");
     break;
   case 4: {
     uint8_t *data = mm_page_data(hd->h);
