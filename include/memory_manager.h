@@ -144,7 +144,9 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * returns; the block is freed then.
  *
  * The callback may call mm_pin_storage, mm_unpin_storage and
- * mm_release_storage on *other* pages, mm_execution_held, mm_get_stats,
+ * mm_release_storage on *other* pages (and the page-handle calls on their
+ * handles), mm_page_put on any handle, its own page's included,
+ * mm_execution_held, mm_get_stats,
  * mm_release_execution, mm_release_all_execution and mm_cancel.  It must
  * not call mm_destroy, and its acquires on the same manager (any
  * mm_acquire_*) are refused with MM_EINVAL: an acquire could need an
@@ -642,7 +644,10 @@ MM_API mm_status mm_page_pin(mm_page *pg);
 /*
  * mm_page_unpin - one pin less; at zero the page may be evicted (and held
  * requests are told).  MM_OK; MM_EINVAL for a NULL @pg or a page with no
- * pin; MM_ENOENT if the page is gone.  Thread-safe.
+ * pin; MM_ENOENT if the page is gone.  Thread-safe.  The call does not
+ * touch the handle once its pin is gone: from that moment another thread
+ * may evict the page and, in its eviction callback, put the handle (an
+ * owner that frees its entry for the page there may put it there).
  */
 MM_API mm_status mm_page_unpin(mm_page *pg);
 

@@ -282,13 +282,12 @@ static void pinned(mm_t *mm, mmi_page *pg, uint64_t before) {
   mmi_victims_touch(mm, pg);
 }
 
-/* What follows an unpin: true if the page became evictable (news, for the
- * caller to tell once out of its read section). */
-static bool unpinned(mm_t *mm, mmi_page *pg, uint64_t before) {
+/* What follows an unpin of a page of @bytes: true if it became evictable
+ * (news, for the caller to tell once out of its read section). */
+static bool unpinned(mm_t *mm, uint64_t bytes, uint64_t before) {
   if ((before & PAGE_PINS_MASK) != 1)
     return false;
-  mmi_uncount(mm, MMI_PINNED_BYTES, pg->bytes);
-  mmi_victims_touch(mm, pg); /* in use until now: recently used */
+  mmi_uncount(mm, MMI_PINNED_BYTES, bytes);
   return true;
 }
 
@@ -328,7 +327,9 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   uint64_t before;
   mmi_rcu_read_lock();
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
-  bool evictable = st == MM_OK && unpinned(mm, pg, before);
+  bool evictable = st == MM_OK && unpinned(mm, pg->bytes, before);
+  if (evictable)
+    mmi_victims_touch(mm, pg); /* in use until now: recently used */
   mmi_rcu_read_unlock();
   if (evictable)
     mmi_held_news(mm); /* a held request may evict it now */
@@ -366,14 +367,21 @@ mm_status mm_page_pin(mm_page *h) {
   return st;
 }
 
+/* The handle is not touched once the CAS has taken the pin away: from
+ * then the page may be evicted by another thread, whose eviction callback
+ * may put the handle while this call returns (the SQLite adapter frees
+ * its record, and puts the handle, there).  So what follows the CAS is
+ * read first, and the page is marked used while the pin still holds it. */
 mm_status mm_page_unpin(mm_page *h) {
   if (!h)
     return MM_EINVAL;
   mmi_page *pg = rec(h);
-  uint64_t before;
+  mm_t *mm = pg->mm;
+  uint64_t bytes = pg->bytes, before;
+  mmi_victims_touch(mm, pg); /* in use until now: recently used */
   mm_status st = page_decide(pg, unpin_rule, &before);
-  if (st == MM_OK && unpinned(pg->mm, pg, before))
-    mmi_held_news(pg->mm); /* a held request may evict it now */
+  if (st == MM_OK && unpinned(mm, bytes, before))
+    mmi_held_news(mm); /* a held request may evict it now */
   return st;
 }
 

@@ -6,11 +6,12 @@
  * Each cached page is two pieces:
  *
  *   the page buffer (pBuf)   a storage page of the manager, exactly
- *                            szPage bytes (mm_storage_alloc), pinned while
+ *                            szPage bytes (mm_page_alloc), pinned while
  *                            SQLite holds it, evictable once unpinned;
- *   its record (pg)          from the C heap, charged to the adapter's
+ *   its record               from the C heap, charged to the adapter's
  *                            record exec id: SQLite's pcache_page, our
- *                            fields, then SQLite's szExtra bytes (pExtra).
+ *                            fields (the page's handle among them), then
+ *                            SQLite's szExtra bytes (pExtra).
  *
  * Keeping the record apart keeps the storage page at exactly szPage (a
  * 4 KiB SQLite page is one 4 KiB storage page, not two).  The manager's
@@ -21,28 +22,35 @@
  * manager still holds its old id for a moment: mm_storage_alloc answers
  * MM_EEXIST and we take the next number.)
  *
+ * The record keeps the page's handle (mm_page): every pin, unpin and
+ * release goes through it, one CAS on the page with no lookup in the
+ * manager.  Whoever frees the record puts the handle.
+ *
  * A cache indexes its records by key in a hash table under a mutex.  The
  * mutex is held for a few pointer updates and a pin, and never across a
  * manager call that may evict: the eviction callback takes it on whatever
  * thread evicts, and that thread may be inside any cache's xFetch, so
  * holding it across such a call could deadlock two caches evicting each
- * other's pages.  (mm_pin_storage never evicts and never waits.)
+ * other's pages.  (mm_page_pin never evicts and never waits.)
  *
  * Who frees a record.  The manager ends every page in exactly one of two
  * ways: a release that answers MM_OK, or one eviction callback (see
  * mm_release_storage).  A linked record (in its cache's index) is freed by
  * the callback, which unlinks it.  A record the owner unlinked (discard,
  * truncate, shrink, rekey, a page that vanished under a pin) is released
- * by the owner: MM_OK, and the owner frees it; MM_ENOENT, and the
- * eviction callback has run or will, so the two meet on the record's
- * `done` word and whoever comes second frees it.  So a record is never
- * freed while the owner may still release its id, and its id can never
- * be reused under that release.
+ * by the owner through its handle: MM_OK, and the owner frees it;
+ * MM_ENOENT, and the eviction callback has run or will, so the two meet
+ * on the record's `done` word and whoever comes second frees it.  So a
+ * record, and its handle, live as long as the owner may still call on
+ * them.
  *
  * Memory a record is read from: under the cache's mutex, every linked
  * record is alive (the callback unlinks before it frees).  Outside it, the
- * owner touches a record only while it holds the manager's pin on its
- * page (pinned pages are not evicted), or through its id alone.
+ * owner touches a linked record only while it holds the manager's pin on
+ * its page (pinned pages are not evicted), and an unlinked one until it
+ * marks it done.  Its last unpin is the exception that mm_page_unpin
+ * allows: the page may be evicted, and the record freed, while that call
+ * returns, and the owner reads nothing of the record after it.
  *
  * Pins.  SQLite's pins are not counted (one xUnpin undoes any number of
  * xFetch), the manager's are: the record remembers whether the adapter
@@ -55,14 +63,57 @@
  * serialises them); only the eviction callback comes from other threads,
  * and it touches only the index, the page count and the record's `done`.
  *
- * The heap (sqlite3_mem_methods): mm_exec_alloc on one exec id, with a
- * 16-byte header that remembers the size for xSize.
+ * When the budget is full.  A page SQLite asks for with createFlag 1 is
+ * refused at once when the budget has no room, or when the cache already
+ * pins its share (cache_size pages, and at most three quarters of the
+ * storage pool whatever cache_size says): SQLite then spills a dirty
+ * page of that cache and asks again with 2.  So one cache's dirty pages
+ * never take the room another cache needs for a page it cannot spill
+ * for (a new cache has no dirty page to spill).  SQLite spills only while
+ * its page count exceeds its spill size, which is 1 unless set, but
+ * cache_size for the database VACUUM builds: so after a refusal for want
+ * of room, and until a page is made again, xPagecount reads one more
+ * than cache_size.
+ *
+ * The heap (sqlite3_mem_methods): one consumer handle on the heap's exec
+ * id, opened at install and shared by every connection and thread, so a
+ * block comes from the calling thread's cache, charged from quota the
+ * consumer reserved ahead (the execution fast path).  Each block has a
+ * 16-byte header that remembers its usable size for xSize: SQLite's own
+ * count of its heap (sqlite3_memory_used, which its soft heap limit is
+ * checked against) is then what the budget is charged, but the headers.
+ *
+ * The header is also what SQLite's b-tree needs of a page cache.  It
+ * checks that a cell does not straddle the end of a page image by
+ * comparing the cell's address with the page buffer's end
+ * (balance_nonroot, rebuildPage, ptrmapPutOvflPtr), so a cell built at
+ * the very start of a heap buffer that begins where a page buffer ends
+ * reads as corrupt ("database disk image is malformed").  SQLite's own
+ * cache never lets that happen (its page header follows the buffer);
+ * here the page buffers are bare arena blocks, and the header keeps every
+ * heap pointer 16 bytes past the start of its block.  (Heap blocks of
+ * exactly the requested size, with no header, corrupted the preload
+ * workload in most runs: page-sized b-tree buffers of the heap landed
+ * right after page buffers.)
+ *
+ * Spilling.  SQLite's sorter keeps runs in memory up to cache_size bytes
+ * and flushes them early only when its heap is "nearly full"
+ * (sqlite3HeapNearlyFull: the soft heap limit reached, with memory
+ * statistics on), and only if it keeps a record per allocation
+ * (SQLITE_CONFIG_SMALL_MALLOC; else it grows one buffer to cache_size
+ * bytes and fails when that cannot grow).  The adapter sets both, and
+ * the soft heap limit to the manager's execution pool when the first
+ * cache is made (SQLite is initialised then) unless the program set one,
+ * so sorts spill to temporary files in runs of SQLITE_CONFIG_PMASZ pages
+ * (which the adapter sets to a 64th of the budget) once the heap fills
+ * its share of the budget, whatever cache_size says.
  */
 #include "mm_sqlite.h"
 
 #include <sqlite3.h>
 
 #include <assert.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -76,11 +127,15 @@
 #define DEFAULT_EXEC_ID       ((uint64_t)0x53514c00)
 #define DEFAULT_FETCH_TIMEOUT ((int64_t)10 * 1000 * 1000) /* 10 ms */
 #define BATCH                 64 /* records dropped per pass of the mutex */
+#define CREDIT                64 /* records' charges a cache keeps for reuse */
 
 static struct adapter {
   mm_t *mm;
   uint64_t heap_id, record_id;
   int64_t malloc_timeout, fetch_timeout;
+  mm_consumer *heap;       /* the heap's books, on heap_id */
+  size_t storage_bytes;    /* the storage pool at install */
+  int64_t soft_heap_limit; /* -1: SQLite's own; 0: the execution pool */
   atomic_bool installed;
   atomic_uint seq;
   atomic_uint_fast64_t hits, misses, evicted, fetch_failed, malloc_failed;
@@ -97,18 +152,20 @@ static void *heap_malloc(int n) {
     return NULL;
   size_t size = (size_t)round8(n);
   void *b;
-  if (mm_exec_alloc(ad.mm, ad.heap_id, size + HEAP_HDR, ad.malloc_timeout,
-                    &b) != MM_OK) {
+  if (mm_consumer_alloc(ad.heap, size + HEAP_HDR, ad.malloc_timeout, &b) !=
+      MM_OK) {
     atomic_fetch_add_explicit(&ad.malloc_failed, 1, memory_order_relaxed);
     return NULL;
   }
-  *(uint64_t *)b = size;
+  /* The whole block is the caller's (xSize), so that SQLite's count of
+   * its heap is what the budget is charged, but for the header. */
+  *(uint64_t *)b = mm_usable_size(ad.mm, b) - HEAP_HDR;
   return (char *)b + HEAP_HDR;
 }
 
 static void heap_free(void *p) {
   if (p)
-    (void)mm_exec_free(ad.mm, ad.heap_id, (char *)p - HEAP_HDR);
+    (void)mm_consumer_free(ad.heap, (char *)p - HEAP_HDR);
 }
 
 static int heap_size(void *p) {
@@ -149,7 +206,7 @@ typedef struct record {
   sqlite3_pcache_page base; /* what SQLite holds: pBuf, pExtra */
   cache *c;
   struct record *next; /* hash chain, under c->lock */
-  uint64_t id;         /* the manager's page id */
+  mm_page *pg;         /* the page's handle, put with the record */
   unsigned key;
   bool linked;      /* in c's index (under c->lock) */
   bool mm_pinned;   /* the adapter holds the manager's pin (owner only) */
@@ -166,9 +223,12 @@ struct cache {
   int sz_page, sz_extra;
   bool purgeable;
   unsigned max;     /* cache_size in pages (0: none given) */
+  unsigned pin_cap; /* pages it may hold pinned before it must spill */
+  bool full;        /* a createFlag 1 page was refused: report past max */
   unsigned npinned; /* pages SQLite holds (owner only) */
   unsigned npage;   /* records in the index (under lock) */
   unsigned nhash;   /* a power of two (under lock) */
+  size_t credit;    /* records' bytes charged, not in use (under lock) */
   record **hash;    /* (under lock) */
 };
 
@@ -187,18 +247,41 @@ static record *record_of(uint64_t id) {
 
 static void cache_unref(cache *c) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+    (void)mm_release_execution(ad.mm, ad.record_id, c->credit);
     pthread_mutex_destroy(&c->lock);
     free(c->hash);
     free(c);
   }
 }
 
+/* A record's charge goes to its cache's credit, up to CREDIT records, for
+ * the next page it makes: with the budget full, each new page evicts one,
+ * and its record's charge serves the new one's, so no record's charge has
+ * to evict a page of its own. */
 static void record_free(record *r) {
   cache *c = r->c;
   size_t size = record_size(c);
+  mm_page_put(r->pg);
   free(r);
-  (void)mm_release_execution(ad.mm, ad.record_id, size);
+  pthread_mutex_lock(&c->lock);
+  bool keep = c->credit < CREDIT * size;
+  if (keep)
+    c->credit += size;
+  pthread_mutex_unlock(&c->lock);
+  if (!keep)
+    (void)mm_release_execution(ad.mm, ad.record_id, size);
   cache_unref(c);
+}
+
+/* Charge a new record to the cache's credit, or to the budget at once. */
+static bool record_charge(cache *c, size_t size) {
+  pthread_mutex_lock(&c->lock);
+  bool had = c->credit >= size;
+  if (had)
+    c->credit -= size;
+  pthread_mutex_unlock(&c->lock);
+  return had ||
+         mm_acquire_execution(ad.mm, ad.record_id, size, MM_NO_WAIT) == MM_OK;
 }
 
 /* Owner and eviction callback each mark the record; the second frees it. */
@@ -256,15 +339,15 @@ static void unlink_record(cache *c, record *r) {
 
 /* ---- dropping pages (owner) --------------------------------------------- */
 
-/* What the owner needs of a record it unlinked, copied under the mutex:
- * once the mutex is dropped, only the id may be used. */
+/* What the owner needs of a record it unlinked, copied under the mutex
+ * (the flags are the owner's; the record stays alive until it is done). */
 typedef struct dropped {
-  uint64_t id;
+  record *r;
   bool mm_pinned, sql_pinned;
 } dropped;
 
 static dropped unlink_for_drop(cache *c, record *r) {
-  dropped d = {r->id, r->mm_pinned, r->sql_pinned};
+  dropped d = {r, r->mm_pinned, r->sql_pinned};
   unlink_record(c, r);
   return d;
 }
@@ -274,16 +357,16 @@ static void drop(cache *c, dropped d) {
   if (d.sql_pinned)
     c->npinned--;
   if (d.mm_pinned) {
-    mm_status st = mm_unpin_storage(ad.mm, d.id);
+    mm_status st = mm_page_unpin(d.r->pg);
     assert(st == MM_OK); /* our pin: nobody else unpins it */
     (void)st;
   }
-  mm_status st = mm_release_storage(ad.mm, d.id);
+  mm_status st = mm_page_release(d.r->pg);
   assert(st == MM_OK || st == MM_ENOENT); /* only we pin our pages */
   if (st == MM_OK)
-    record_free(record_of(d.id)); /* no callback will come */
+    record_free(d.r); /* no callback will come */
   else
-    record_done(record_of(d.id), DONE_OWNER); /* its callback has, or will */
+    record_done(d.r, DONE_OWNER); /* its callback has, or will */
 }
 
 /* Drop every record for which @pick says so, BATCH at a time. */
@@ -344,7 +427,23 @@ void mm_sqlite_on_evict(void *ctx, uint64_t page_id, void *data, size_t bytes) {
 
 /* ---- sqlite3_pcache_methods2 -------------------------------------------- */
 
+/* SQLite's soft heap limit, unless the program set one (SQLite is
+ * initialised by now: sqlite3_soft_heap_limit64 would initialise it). */
+static void set_soft_heap_limit(void) {
+  if (ad.soft_heap_limit < 0 || sqlite3_soft_heap_limit64(-1) > 0)
+    return;
+  int64_t limit = ad.soft_heap_limit;
+  if (limit == 0) {
+    mm_stats s;
+    mm_get_stats(ad.mm, &s);
+    limit = (int64_t)s.execution_pool_bytes;
+  }
+  (void)sqlite3_soft_heap_limit64(limit);
+}
+
 static sqlite3_pcache *pc_create(int sz_page, int sz_extra, int purgeable) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  (void)pthread_once(&once, set_soft_heap_limit);
   cache *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -356,6 +455,11 @@ static sqlite3_pcache *pc_create(int sz_page, int sz_extra, int purgeable) {
     return NULL;
   }
   atomic_init(&c->refs, 1);
+  /* Three quarters of the storage pool, of which each cache may pin as
+   * much; the rest is for pages made while SQLite cannot spill. */
+  c->pin_cap = (unsigned)(ad.storage_bytes / 4 * 3 / (size_t)sz_page);
+  if (c->pin_cap < 16)
+    c->pin_cap = 16;
   c->sz_page = sz_page;
   c->sz_extra = sz_extra;
   c->purgeable = purgeable != 0;
@@ -366,36 +470,39 @@ static void pc_cachesize(sqlite3_pcache *pc, int n) {
   ((cache *)pc)->max = n > 0 ? (unsigned)n : 0;
 }
 
+/* Past max while the budget is full (see "When the budget is full"). */
 static int pc_pagecount(sqlite3_pcache *pc) {
   cache *c = (cache *)pc;
   pthread_mutex_lock(&c->lock);
-  int n = (int)c->npage;
+  unsigned n = c->npage;
   pthread_mutex_unlock(&c->lock);
-  return n;
+  if (c->full && n <= c->max)
+    n = c->max + 1;
+  return n > INT_MAX ? INT_MAX : (int)n;
 }
 
 /* A new page for @key, pinned, or NULL. */
 static sqlite3_pcache_page *create(cache *c, unsigned key, int64_t timeout) {
   size_t size = record_size(c);
-  if (mm_acquire_execution(ad.mm, ad.record_id, size, MM_NO_WAIT) != MM_OK)
+  if (!record_charge(c, size))
     goto failed;
   record *r = malloc(size);
   if (!r || ((uintptr_t)r & ~ADDR_MASK) != 0) { /* not addressable by id */
     free(r);
     goto uncharge;
   }
-  void *data = NULL;
   mm_status st = MM_EEXIST;
   for (int tries = 0; st == MM_EEXIST && tries < 16; tries++) {
-    r->id = record_id(
+    uint64_t id = record_id(
         r, atomic_fetch_add_explicit(&ad.seq, 1, memory_order_relaxed));
-    st = mm_storage_alloc(ad.mm, r->id, (size_t)c->sz_page, timeout, &data);
+    st = mm_page_alloc(ad.mm, id, (size_t)c->sz_page, timeout, &r->pg);
   }
   if (st != MM_OK) {
     free(r);
     goto uncharge;
   }
-  r->base.pBuf = data;
+  c->full = false;
+  r->base.pBuf = mm_page_data(r->pg);
   r->base.pExtra = (char *)r + RECORD_HDR;
   memset(r->base.pExtra, 0, (size_t)c->sz_extra); /* first pointer: fresh */
   r->c = c;
@@ -413,7 +520,10 @@ static sqlite3_pcache_page *create(cache *c, unsigned key, int64_t timeout) {
 uncharge:
   (void)mm_release_execution(ad.mm, ad.record_id, size);
 failed:
-  atomic_fetch_add_explicit(&ad.fetch_failed, 1, memory_order_relaxed);
+  if (timeout == MM_NO_WAIT)
+    c->full = true; /* SQLite spills, then asks with createFlag 2 */
+  else
+    atomic_fetch_add_explicit(&ad.fetch_failed, 1, memory_order_relaxed);
   return NULL;
 }
 
@@ -427,8 +537,12 @@ static sqlite3_pcache_page *pc_fetch(sqlite3_pcache *pc, unsigned key,
    * pages by holding no more than cache_size pages at all; this cache
    * keeps clean pages beyond that as long as the budget allows, so it must
    * bound the pins instead, or a transaction that revisits cached pages
-   * would pin the whole budget. */
-  bool spill_first = create_flag == 1 && c->max && c->npinned >= c->max;
+   * would pin the whole budget.  They are bound by pin_cap too, whatever
+   * cache_size says: a cache that pinned all of storage would leave none
+   * for another (a temporary database, a second connection), which has
+   * no dirty page of its own to spill. */
+  unsigned cap = c->max && c->max < c->pin_cap ? c->max : c->pin_cap;
+  bool spill_first = create_flag == 1 && c->npinned >= cap;
   /* The pin is taken under the mutex (a pin never evicts, so never calls
    * back): a linked record is alive, and its id is still its own. */
   pthread_mutex_lock(&c->lock);
@@ -437,8 +551,8 @@ static sqlite3_pcache_page *pc_fetch(sqlite3_pcache *pc, unsigned key,
     pthread_mutex_unlock(&c->lock);
     return NULL;
   }
-  bool hit = r && (r->mm_pinned || mm_pin_storage(ad.mm, r->id, NULL) == MM_OK);
-  dropped d = {0, false, false};
+  bool hit = r && (r->mm_pinned || mm_page_pin(r->pg) == MM_OK);
+  dropped d = {NULL, false, false};
   if (hit) {
     r->mm_pinned = true;
   } else if (r) {
@@ -482,9 +596,8 @@ static void pc_unpin(sqlite3_pcache *pc, sqlite3_pcache_page *page,
     c->npinned--;
   }
   if (c->purgeable && r->mm_pinned) {
-    uint64_t id = r->id;
     r->mm_pinned = false; /* before the unpin: after it, r may be freed */
-    mm_status st = mm_unpin_storage(ad.mm, id);
+    mm_status st = mm_page_unpin(r->pg); /* (which reads r->pg first) */
     assert(st == MM_OK);
     (void)st;
   }
@@ -497,7 +610,7 @@ static void pc_rekey(sqlite3_pcache *pc, sqlite3_pcache_page *page,
   (void)old_key;
   pthread_mutex_lock(&c->lock);
   record *other = find(c, new_key);
-  dropped d = {0, false, false};
+  dropped d = {NULL, false, false};
   bool discard = other && other != r;
   if (discard)
     d = unlink_for_drop(c, other);
@@ -525,11 +638,23 @@ static void pc_destroy(sqlite3_pcache *pc) {
 
 /* ---- installing ---------------------------------------------------------- */
 
+/* The sorter's run, in pages, once the heap is nearly full: a 64th of the
+ * budget (of 4 KiB pages), between SQLite's least useful run (10) and its
+ * default (250).  Its records cost about twice their payload in blocks,
+ * so a run of SQLite's default size would be half of a small budget. */
+static unsigned pma_pages(mm_t *mm) {
+  mm_stats s;
+  mm_get_stats(mm, &s);
+  size_t pages = s.total_bytes / 64 / 4096;
+  return pages < 10 ? 10 : pages > 250 ? 250 : (unsigned)pages;
+}
+
 int mm_sqlite_install(mm_t *mm, const mm_sqlite_options *opt) {
   static const mm_sqlite_options defaults;
   if (!opt)
     opt = &defaults;
-  if (!mm || opt->malloc_timeout_ns < -1 || opt->fetch_timeout_ns < -1)
+  if (!mm || opt->malloc_timeout_ns < -1 || opt->fetch_timeout_ns < -1 ||
+      opt->soft_heap_limit < -1)
     return SQLITE_MISUSE;
   bool no = false;
   if (!atomic_compare_exchange_strong(&ad.installed, &no, true))
@@ -540,6 +665,11 @@ int mm_sqlite_install(mm_t *mm, const mm_sqlite_options *opt) {
   ad.malloc_timeout = opt->malloc_timeout_ns;
   ad.fetch_timeout =
       opt->fetch_timeout_ns ? opt->fetch_timeout_ns : DEFAULT_FETCH_TIMEOUT;
+  ad.soft_heap_limit = opt->keep_sqlite_malloc ? -1 : opt->soft_heap_limit;
+  mm_stats s;
+  mm_get_stats(mm, &s);
+  ad.storage_bytes = s.storage_pool_bytes;
+  ad.heap = NULL;
 
   static const sqlite3_mem_methods heap = {
       .xMalloc = heap_malloc,
@@ -572,14 +702,24 @@ int mm_sqlite_install(mm_t *mm, const mm_sqlite_options *opt) {
   if (rc == SQLITE_OK)
     rc = sqlite3_config(SQLITE_CONFIG_PCACHE2, &pcache);
   if (rc == SQLITE_OK && !opt->keep_sqlite_malloc) {
-    rc = sqlite3_config(SQLITE_CONFIG_MALLOC, &heap);
+    if (mm_consumer_open(mm, ad.heap_id, &ad.heap) != MM_OK)
+      rc = SQLITE_NOMEM;
+    else if ((rc = sqlite3_config(SQLITE_CONFIG_MALLOC, &heap)) != SQLITE_OK)
+      (void)mm_consumer_close(ad.heap);
     if (rc != SQLITE_OK)
       (void)sqlite3_config(SQLITE_CONFIG_PCACHE2, &old_pcache);
   }
-  if (rc == SQLITE_OK && !opt->keep_memstatus)
+  /* The soft heap limit needs SQLite's memory statistics, and the sorter
+   * heeds it only with a record per allocation (SMALL_MALLOC). */
+  if (rc == SQLITE_OK && ad.soft_heap_limit >= 0) {
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1);
+    (void)sqlite3_config(SQLITE_CONFIG_SMALL_MALLOC, 1);
+    (void)sqlite3_config(SQLITE_CONFIG_PMASZ, pma_pages(mm));
+  } else if (rc == SQLITE_OK && !opt->keep_memstatus)
     (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   if (rc != SQLITE_OK) {
     ad.mm = NULL;
+    ad.heap = NULL;
     atomic_store(&ad.installed, false);
   }
   return rc;

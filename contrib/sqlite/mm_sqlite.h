@@ -31,17 +31,33 @@
  *   - Set mm_config.max_execution_request to the budget (or what SQLite
  *     may ask for at once: large sorts and blobs): the default, 8 MiB,
  *     would make bigger allocations fail with SQLITE_NOMEM.
- *   - mm_sqlite_install turns SQLITE_CONFIG_MEMSTATUS off unless asked not
- *     to: with it on, SQLite serialises every allocation behind one mutex
- *     to keep its statistics, which costs more than the allocator itself.
- *     (sqlite3_memory_used() then answers 0; use mm_get_stats.)
+ *   - The heap is one consumer handle (mm_consumer) on exec_id, opened by
+ *     mm_sqlite_install: mm_release_all_execution(exec_id) by the program
+ *     would close it, and every SQLite allocation after would fail.
+ *   - Spilling.  SQLite sheds memory as the budget fills, as it does
+ *     under its own soft heap limit: the adapter sets that limit to the
+ *     execution pool (mm_sqlite_options.soft_heap_limit), so sorts and
+ *     index builds flush their runs to temporary files once the heap
+ *     reaches it, whatever cache_size says; a page SQLite does not hold
+ *     yet is refused while the budget is full, so SQLite spills a dirty
+ *     page first; clean pages are evicted by the manager whenever any
+ *     request needs the room; sqlite3_db_release_memory drops a
+ *     connection's unpinned pages.  (sqlite3_release_memory does nothing
+ *     under any page cache but SQLite's own.)  SQLITE_NOMEM comes only
+ *     when SQLite must hold more at once than the budget: the pages it
+ *     holds pinned (dirty pages during a savepoint rollback, which it
+ *     cannot spill; a page of each open cursor) plus what one step of a
+ *     statement needs in its heap (a row, a blob, a sorter run of at
+ *     least ten pages).
+ *   - Memory statistics stay on (SQLite's default), as the soft heap limit
+ *     needs them: SQLite then serialises every allocation behind one
+ *     mutex, as stock SQLite does.  With soft_heap_limit -1 the adapter
+ *     turns them off unless keep_memstatus (sqlite3_memory_used() then
+ *     answers 0; use mm_get_stats).
  *   - SQLite's cache_size still bounds the pages SQLite holds, dirty ones
  *     included (once it holds that many, a page it does not hold yet is
  *     refused with createFlag 1, so SQLite spills a dirty page first);
  *     clean pages stay cached beyond it as long as the budget allows.
- *     What SQLite must hold at once (a savepoint rollback, during which it
- *     cannot spill; a big sort's heap) must fit in the budget: SQLite gets
- *     SQLITE_NOMEM where its own cache and allocator would have grown.
  *   - Every method but xInit and xShutdown is thread-safe.  Each cache
  *     has a mutex over its index, held for a few pointer updates and a
  *     pin, never across a manager call that may evict, so the eviction
@@ -72,7 +88,16 @@ typedef struct mm_sqlite_options {
    * of the budget is pinned; 0 means 10 ms. */
   int64_t fetch_timeout_ns;
   bool keep_sqlite_malloc; /* install the page cache only */
-  bool keep_memstatus;     /* leave SQLITE_CONFIG_MEMSTATUS as it is */
+  /* Leave SQLITE_CONFIG_MEMSTATUS as it is; only with soft_heap_limit -1
+   * (the soft heap limit needs memory statistics, and turns them on). */
+  bool keep_memstatus;
+  /* SQLite's soft heap limit, set when the first cache is made unless the
+   * program set one by then: 0 (the default) means the manager's
+   * execution pool, -1 none (memory statistics then go off unless
+   * keep_memstatus), else bytes.  It is what makes SQLite's sorter spill
+   * as its heap fills (see "Spilling" above); with keep_sqlite_malloc it
+   * is not set. */
+  int64_t soft_heap_limit;
 } mm_sqlite_options;
 
 /*

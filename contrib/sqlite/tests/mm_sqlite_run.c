@@ -118,7 +118,17 @@ static void run_script(sqlite3 *db, const char *sql) {
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
       print_row(st);
     if (rc != SQLITE_DONE) {
+      mm_sqlite_stats a;
+      mm_sqlite_get_stats(&a);
       fprintf(stderr, "mm-sqlite-run: in: %.*s\n", 200, sqlite3_sql(st));
+      fprintf(stderr,
+              "mm-sqlite-run: %llu page fetches and %llu allocations failed; "
+              "SQLite's heap %lld bytes (at most %lld), soft limit %lld\n",
+              (unsigned long long)a.fetch_failed,
+              (unsigned long long)a.malloc_failed,
+              (long long)sqlite3_memory_used(),
+              (long long)sqlite3_memory_highwater(0),
+              (long long)sqlite3_soft_heap_limit64(-1));
       die("step", sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);
