@@ -65,8 +65,11 @@ static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
    * before anything is evicted or declined. */
   if (mmi_consumers_reclaim(mm) && charge(mm, pool, bytes))
     goto charged;
-  /* The budget is full: no block parked idle. */
-  mmi_tcaches_squeeze(&mm->caches, true);
+  /* The budget is full: no block parked idle.  (Not when only the storage
+   * pool is: a storage request that evicts leaves as much in use as
+   * before, and parked blocks stay within the budget.) */
+  if (mmi_pressure_tight(mm, bytes))
+    mmi_tcaches_squeeze(&mm->caches, true);
   if (mmi_pool_storage_used(&mm->pool) == 0)
     return NO_ROOM; /* no page to evict */
   bool by_id = !grant || !grant->consumer || grant->consumer->dflt;

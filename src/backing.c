@@ -69,6 +69,8 @@ void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #define RESERVE_MIN    ((uint64_t)64 << 20)
 #define RESERVE_MAX    ((uint64_t)1 << 46)
 
+#define DIRTY_DECAY_MS 1000 /* how long freed pages stay resident, about */
+
 static mm_atomic_u32 fail_next, fail_every, fail_count;
 
 void mmi_backing_fail_next(unsigned n) {
@@ -216,6 +218,16 @@ mm_status mmi_backing_init(mmi_backing *b, uint64_t total) {
     goto no_arena;
   b->arena = arena;
   b->flags = MALLOCX_ARENA(arena) | MALLOCX_TCACHE_NONE;
+  /* Freed pages go back to the system within a second (jemalloc's default
+   * is ten), purged outright rather than left lazily freed: resident
+   * memory follows what the budget has in use.  (Best effort: a jemalloc
+   * without these controls keeps its defaults.) */
+  char name[64];
+  ssize_t dirty_ms = DIRTY_DECAY_MS, muzzy_ms = 0;
+  snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", arena);
+  (void)mallctl(name, NULL, NULL, &dirty_ms, sizeof dirty_ms);
+  snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", arena);
+  (void)mallctl(name, NULL, NULL, &muzzy_ms, sizeof muzzy_ms);
   /* jemalloc 5.3's batch allocation, if this jemalloc has it. */
   b->batch_miblen = sizeof b->batch_mib / sizeof b->batch_mib[0];
   if (mallctlnametomib("experimental.batch_alloc", b->batch_mib,

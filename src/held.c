@@ -529,12 +529,16 @@ void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes) {
   mmi_held_news(mm);
 }
 
+bool mmi_pressure_tight(mm_t *mm, uint64_t more) {
+  uint64_t used = mmi_pool_used_guess(&mm->pool) + more;
+  return used + mmi_tcaches_capacity(&mm->caches) > mm->cfg.total_bytes ||
+         mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
+                 mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
+             0;
+}
+
 void mmi_pressure_update(mm_t *mm) {
-  uint64_t used = mmi_pool_used_guess(&mm->pool);
-  bool tight = used + mmi_tcaches_capacity(&mm->caches) > mm->cfg.total_bytes ||
-               mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
-                       mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
-                   0;
+  bool tight = mmi_pressure_tight(mm, 0);
   if (tight != (mm_load_relaxed_u32(&mm->caches.squeezed) != 0))
     mmi_tcaches_squeeze(&mm->caches, tight);
 }

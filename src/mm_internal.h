@@ -206,6 +206,9 @@ uint64_t mmi_page_block_size(mm_t *mm, size_t size);
  * to be full.  Re-decide after a charge (and, while squeezed, after a
  * return of capacity). */
 void mmi_pressure_update(mm_t *mm);
+/* Would @more bytes in use leave no room for every cache to be full (or
+ * is anyone held)?  Then nothing may park. */
+bool mmi_pressure_tight(mm_t *mm, uint64_t more);
 
 /* ---- consumer.c: the fast paths, inline for exec.c and alloc.c ---- */
 

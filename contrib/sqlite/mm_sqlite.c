@@ -61,7 +61,9 @@
  *
  * All of a cache's methods are called by one connection at a time (SQLite
  * serialises them); only the eviction callback comes from other threads,
- * and it touches only the index, the page count and the record's `done`.
+ * and it touches only the index, the page count, the record's `done`,
+ * the cache's credit (under the mutex) and the record's handle, which it
+ * puts when it frees the record.
  *
  * When the budget is full.  A page SQLite asks for with createFlag 1 is
  * refused at once when the budget has no room, or when the cache already
@@ -127,7 +129,7 @@
 #define DEFAULT_EXEC_ID       ((uint64_t)0x53514c00)
 #define DEFAULT_FETCH_TIMEOUT ((int64_t)10 * 1000 * 1000) /* 10 ms */
 #define BATCH                 64 /* records dropped per pass of the mutex */
-#define CREDIT                64 /* records' charges a cache keeps for reuse */
+#define CREDIT                16 /* records' charges a cache keeps for reuse */
 
 static struct adapter {
   mm_t *mm;
@@ -224,7 +226,8 @@ struct cache {
   bool purgeable;
   unsigned max;     /* cache_size in pages (0: none given) */
   unsigned pin_cap; /* pages it may hold pinned before it must spill */
-  bool full;        /* a createFlag 1 page was refused: report past max */
+  bool full;        /* a createFlag 1 page was refused, and no page given
+                       with 2 since: report past max */
   unsigned npinned; /* pages SQLite holds (owner only) */
   unsigned npage;   /* records in the index (under lock) */
   unsigned nhash;   /* a power of two (under lock) */
@@ -470,26 +473,32 @@ static void pc_cachesize(sqlite3_pcache *pc, int n) {
   ((cache *)pc)->max = n > 0 ? (unsigned)n : 0;
 }
 
-/* Past max while the budget is full (see "When the budget is full"). */
+/* Past max while a page is refused (see "When the budget is full"), but
+ * never so far that SQLite's count of the cache's bytes, pages times a
+ * page's size with its headers in an int (sqlite3PagerMemUsed), could
+ * overflow. */
 static int pc_pagecount(sqlite3_pcache *pc) {
   cache *c = (cache *)pc;
   pthread_mutex_lock(&c->lock);
   unsigned n = c->npage;
   pthread_mutex_unlock(&c->lock);
+  unsigned most =
+      INT_MAX / (2 * ((unsigned)c->sz_page + (unsigned)c->sz_extra + 256));
   if (c->full && n <= c->max)
-    n = c->max + 1;
-  return n > INT_MAX ? INT_MAX : (int)n;
+    n = c->max < most ? c->max + 1 : most > n ? most : n;
+  return (int)n;
 }
 
 /* A new page for @key, pinned, or NULL. */
 static sqlite3_pcache_page *create(cache *c, unsigned key, int64_t timeout) {
   size_t size = record_size(c);
   if (!record_charge(c, size))
-    goto failed;
+    goto declined;
   record *r = malloc(size);
   if (!r || ((uintptr_t)r & ~ADDR_MASK) != 0) { /* not addressable by id */
     free(r);
-    goto uncharge;
+    (void)mm_release_execution(ad.mm, ad.record_id, size);
+    goto failed;
   }
   mm_status st = MM_EEXIST;
   for (int tries = 0; st == MM_EEXIST && tries < 16; tries++) {
@@ -499,7 +508,10 @@ static sqlite3_pcache_page *create(cache *c, unsigned key, int64_t timeout) {
   }
   if (st != MM_OK) {
     free(r);
-    goto uncharge;
+    (void)mm_release_execution(ad.mm, ad.record_id, size);
+    if (st == MM_ENOMEM)
+      goto declined;
+    goto failed;
   }
   c->full = false;
   r->base.pBuf = mm_page_data(r->pg);
@@ -517,13 +529,13 @@ static sqlite3_pcache_page *create(cache *c, unsigned key, int64_t timeout) {
   pthread_mutex_unlock(&c->lock);
   return &r->base;
 
-uncharge:
-  (void)mm_release_execution(ad.mm, ad.record_id, size);
-failed:
-  if (timeout == MM_NO_WAIT)
+declined: /* no room in the budget */
+  if (timeout == MM_NO_WAIT) {
     c->full = true; /* SQLite spills, then asks with createFlag 2 */
-  else
-    atomic_fetch_add_explicit(&ad.fetch_failed, 1, memory_order_relaxed);
+    return NULL;
+  }
+failed:
+  atomic_fetch_add_explicit(&ad.fetch_failed, 1, memory_order_relaxed);
   return NULL;
 }
 
@@ -549,6 +561,7 @@ static sqlite3_pcache_page *pc_fetch(sqlite3_pcache *pc, unsigned key,
   record *r = find(c, key);
   if (r && !r->sql_pinned && spill_first) {
     pthread_mutex_unlock(&c->lock);
+    c->full = true;
     return NULL;
   }
   bool hit = r && (r->mm_pinned || mm_page_pin(r->pg) == MM_OK);
@@ -563,6 +576,8 @@ static sqlite3_pcache_page *pc_fetch(sqlite3_pcache *pc, unsigned key,
   pthread_mutex_unlock(&c->lock);
 
   if (hit) { /* pinned: the record is ours to touch */
+    if (create_flag == 2)
+      c->full = false; /* the refusal that made SQLite spill is over */
     if (!r->sql_pinned) {
       r->sql_pinned = true;
       c->npinned++;
@@ -575,9 +590,11 @@ static sqlite3_pcache_page *pc_fetch(sqlite3_pcache *pc, unsigned key,
   atomic_fetch_add_explicit(&ad.misses, 1, memory_order_relaxed);
   if (create_flag == 0)
     return NULL;
-  if (create_flag == 1)
-    return spill_first ? NULL : create(c, key, MM_NO_WAIT);
-  return create(c, key, ad.fetch_timeout);
+  if (create_flag == 1 && spill_first) {
+    c->full = true;
+    return NULL;
+  }
+  return create(c, key, create_flag == 1 ? MM_NO_WAIT : ad.fetch_timeout);
 }
 
 static void pc_unpin(sqlite3_pcache *pc, sqlite3_pcache_page *page,
@@ -653,8 +670,13 @@ int mm_sqlite_install(mm_t *mm, const mm_sqlite_options *opt) {
   static const mm_sqlite_options defaults;
   if (!opt)
     opt = &defaults;
+  /* With memory statistics on (the soft heap limit needs them) SQLite
+   * calls xMalloc under its global mutex: an xMalloc that waited would
+   * hold every other allocation, and every free that could end its wait. */
   if (!mm || opt->malloc_timeout_ns < -1 || opt->fetch_timeout_ns < -1 ||
-      opt->soft_heap_limit < -1)
+      opt->soft_heap_limit < -1 ||
+      (opt->malloc_timeout_ns != 0 && !opt->keep_sqlite_malloc &&
+       opt->soft_heap_limit != -1))
     return SQLITE_MISUSE;
   bool no = false;
   if (!atomic_compare_exchange_strong(&ad.installed, &no, true))

@@ -82,7 +82,10 @@ typedef struct mm_sqlite_options {
    * exec_id + 1.  0 means 0x53514c00 ("SQL\0"). */
   uint64_t exec_id;
   /* How long xMalloc may wait for execution memory (0: MM_NO_WAIT, the
-   * default: granted at once, by eviction if need be, or SQLITE_NOMEM). */
+   * default: granted at once, by eviction if need be, or SQLITE_NOMEM).
+   * Only with soft_heap_limit -1 (or keep_sqlite_malloc): with memory
+   * statistics on, SQLite calls xMalloc under its global mutex, so a wait
+   * would hold up every other allocation and every free. */
   int64_t malloc_timeout_ns;
   /* How long xFetch with createFlag 2 may wait for a page when every page
    * of the budget is pinned; 0 means 10 ms. */
@@ -107,7 +110,8 @@ typedef struct mm_sqlite_options {
  * process: SQLite's configuration is global.  @opt may be NULL (defaults).
  * @mm must outlive every use of SQLite.
  *
- * Returns SQLITE_OK, SQLITE_MISUSE (@mm NULL, a negative timeout, already
+ * Returns SQLITE_OK, SQLITE_MISUSE (@mm NULL, a timeout or soft_heap_limit
+ * below -1, a malloc_timeout_ns with a soft heap limit, already
  * installed, or SQLite already initialised: nothing changed), or the
  * error sqlite3_config returned (nothing changed).
  */

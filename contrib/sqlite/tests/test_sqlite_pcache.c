@@ -88,6 +88,9 @@ static void test_pages(void) {
   for (unsigned k = 1; k < 4; k++)
     held[k] = fresh(c, 10 + k);
   CHECK(fetch(c, 20, 1) == NULL);
+  /* Until a page is given with 2, the count reads past cache_size, so
+   * that SQLite spills whatever its spill size (VACUUM's is cache_size). */
+  CHECK(pc.xPagecount(c) == 5); /* 4 cached */
   sqlite3_pcache_page *p20 = fetch(c, 20, 2);
   CHECK(p20 != NULL);
   /* A cached page SQLite does not hold is refused too while it holds
@@ -172,8 +175,12 @@ int main(void) {
   if (mm_create(&cfg, &mm) != MM_OK)
     return 1;
   mm_sqlite_options bad = {.malloc_timeout_ns = -2};
+  mm_sqlite_options waits = {.malloc_timeout_ns = 1000000}; /* soft limit */
+  mm_sqlite_options low = {.soft_heap_limit = -2};
   CHECK(mm_sqlite_install(NULL, NULL) == SQLITE_MISUSE);
   CHECK(mm_sqlite_install(mm, &bad) == SQLITE_MISUSE);
+  CHECK(mm_sqlite_install(mm, &waits) == SQLITE_MISUSE);
+  CHECK(mm_sqlite_install(mm, &low) == SQLITE_MISUSE);
   CHECK(mm_sqlite_install(mm, NULL) == SQLITE_OK);
   CHECK(mm_sqlite_install(mm, NULL) == SQLITE_MISUSE); /* once */
   CHECK(mm_sqlite_evicted(42, NULL, 4096) == false);   /* not its page */
