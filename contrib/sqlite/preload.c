@@ -13,6 +13,11 @@
  *   MM_SQLITE_STORAGE_FRACTION  the page cache's share, strictly between
  *                               0 and 1; default 0.5
  *   MM_SQLITE_POLICY            random (default) or lru
+ *   MM_SQLITE_SPILL             1 (default): SQLite's soft heap limit at
+ *                               the execution pool, so sorts spill as the
+ *                               budget fills; 0: none, and SQLite's memory
+ *                               statistics off (faster, for programs whose
+ *                               cache_size fits the budget)
  *   MM_SQLITE_STATS             1: print the manager's and the adapter's
  *                               statistics to stderr at exit
  *
@@ -112,13 +117,22 @@ __attribute__((constructor)) static void mm_sqlite_preload(void) {
       return;
     }
   }
+  mm_sqlite_options opt = {0};
+  if ((v = getenv("MM_SQLITE_SPILL"))) {
+    if (strcmp(v, "0") == 0)
+      opt.soft_heap_limit = -1;
+    else if (strcmp(v, "1") != 0) {
+      fprintf(stderr, "mm_sqlite: MM_SQLITE_SPILL=%s: 0 or 1\n", v);
+      return;
+    }
+  }
   cfg.max_execution_request = cfg.total_bytes; /* big sorts, big blobs */
   mm_status st = mm_create(&cfg, &preload_mm);
   if (st != MM_OK) {
     fprintf(stderr, "mm_sqlite: mm_create: %s\n", mm_strerror(st));
     return;
   }
-  int rc = mm_sqlite_install(preload_mm, NULL);
+  int rc = mm_sqlite_install(preload_mm, &opt);
   if (rc != SQLITE_OK) {
     fprintf(stderr, "mm_sqlite: install: %s\n", sqlite3_errstr(rc));
     mm_destroy(preload_mm);
