@@ -16,7 +16,7 @@
  * read-modify-write, no lock.  (Measured against the per-CPU caches this
  * replaced: claiming a CPU's cache took a CAS on every call, and a thread
  * moved to another CPU found a cold one.)  An empty stack is refilled
- * with half a stack at once, cut from one slab (jemalloc's batch
+ * with 32 blocks at once, cut from one slab (jemalloc's batch
  * allocation, one bin lock): a thread's small blocks lie together, so
  * their tags -- 16 to a cache line, one line per four 64-byte blocks --
  * are on lines of its own.  (Taken one at a time, two threads' blocks
@@ -169,12 +169,14 @@ static void empty(mmi_tcache *tc) {
 void *mmi_tcache_refill(mmi_tcaches *s, mmi_tcache *tc, unsigned cls) {
   /* A batch, cut from one slab: this thread's blocks lie together, so
    * their tags (16 to a cache line for 64-byte blocks) are this thread's
-   * lines, not shared with another thread's.  Half a stack, within the
-   * bound; none to park while squeezed. */
+   * lines, not shared with another thread's.  MMI_TCACHE_REFILL blocks
+   * (a quarter of a stack: a bigger batch spans slabs that other threads
+   * cut from too, and 64-byte blocks at 2-8 threads lost a third), within
+   * the bound; none to park while squeezed. */
   uint32_t size = s->class_size[cls];
   uint64_t bytes = mm_load_relaxed_u64(&tc->bytes), room;
   room = bytes < s->bound ? (s->bound - bytes) / size : 0;
-  unsigned n = MMI_TCACHE_DEPTH / 2;
+  unsigned n = MMI_TCACHE_REFILL;
   if (room < n)
     n = (unsigned)room;
   if (mm_load_relaxed_u32(&s->squeezed) || n < 2)

@@ -20,6 +20,7 @@
 #define MMI_TCACHE_MAX_SIZE 16384 /* larger blocks always go to the arena */
 #define MMI_TCACHE_CLASSES  40
 #define MMI_TCACHE_DEPTH    128 /* blocks per class per cache, at most */
+#define MMI_TCACHE_REFILL   32  /* blocks an empty stack gets at once */
 #define MMI_TCACHE_NONE     255 /* the class of a block no cache keeps */
 #define MMI_TCACHE_EXTRA    256 /* bytes of the layer above's, per thread */
 
