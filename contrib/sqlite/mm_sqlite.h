@@ -48,7 +48,11 @@
  *     holds pinned (dirty pages during a savepoint rollback, which it
  *     cannot spill; a page of each open cursor) plus what one step of a
  *     statement needs in its heap (a row, a blob, a sorter run of at
- *     least ten pages).
+ *     least ten pages); and VACUUM while cache_size is far above the
+ *     budget (its copy inherits cache_size).  For this the install sets
+ *     SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_SMALL_MALLOC (the sorter
+ *     heeds the soft heap limit only with it) and SQLITE_CONFIG_PMASZ (a
+ *     64th of the budget).
  *   - Memory statistics stay on (SQLite's default), as the soft heap limit
  *     needs them: SQLite then serialises every allocation behind one
  *     mutex, as stock SQLite does.  With soft_heap_limit -1 the adapter
