@@ -19,7 +19,7 @@
  * the record's address in bits 0-47.  So the eviction callback, which is
  * given the id, finds the record without any lookup.  (The sequence
  * number only matters when a freed record's address is reused while the
- * manager still holds its old id for a moment: mm_storage_alloc answers
+ * manager still holds its old id for a moment: mm_page_alloc answers
  * MM_EEXIST and we take the next number.)
  *
  * The record keeps the page's handle (mm_page): every pin, unpin and
