@@ -196,12 +196,6 @@ void mmi_victims_remove(mm_t *mm, mmi_page *pg) {
   mm_store_release_ptr(&mm->victims.slot[pg->slot], NULL);
 }
 
-void mmi_victims_touch(mm_t *mm, mmi_page *pg) {
-  if (mm->victims.policy == MM_EVICT_SAMPLED_LRU)
-    mm_store_relaxed_u64(&pg->last_use,
-                         mm_load_relaxed_u64(&mm->victims.clock));
-}
-
 static void unsettled_add(mm_t *mm, uint64_t bytes) {
   /* Relaxed: the charge that follows (a full-barrier CAS) publishes it to
    * live_bytes, which reads storage in use with acquire first. */

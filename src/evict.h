@@ -45,8 +45,12 @@ void mmi_victims_add(mm_t *mm, mmi_page *pg);
 /* A page stops being live (released or evicted): it leaves the set,
  * before its charge is returned. */
 void mmi_victims_remove(mm_t *mm, mmi_page *pg);
-/* A pin: the page was used now (sampled LRU). */
-void mmi_victims_touch(mm_t *mm, mmi_page *pg);
+/* A pin: the page was used now (sampled LRU).  Inline: a handle's pin
+ * and unpin make no other call. */
+static inline void mmi_victims_touch(mmi_victims *v, mmi_page *pg) {
+  if (v->policy == MM_EVICT_SAMPLED_LRU)
+    mm_store_relaxed_u64(&pg->last_use, mm_load_relaxed_u64(&v->clock));
+}
 
 /* Unsettled storage (see mmi_victims.unsettled).  Bytes are added before
  * they are charged (or before the pages holding them stop being live) and

@@ -499,7 +499,7 @@ uint64_t mmi_test_quiet(struct mm *mm) {
 void mmi_held_news(mm_t *mm) {
   /* Inside an eviction, the news waits for its end (evict.c), which calls
    * this again: once per eviction, and never from inside its work. */
-  if (mmi_evict_defer_news(mm))
+  if ((mmi_evicting || passing) && mmi_evict_defer_news(mm))
     return;
   /* Inside this manager's own pass, the news is the pass's own doing: what
    * it gives back -- a claim, a reservation, a charge whose grant lost to
@@ -508,7 +508,7 @@ void mmi_held_news(mm_t *mm) {
    * evictions' callbacks; a release that won a page it had claimed) it
    * notes itself (pass_evict, mmi_evict_note_gain).  Kicking would only
    * make it pass again, forever if one waiter kept failing. */
-  if (in_pass_of(mm))
+  if (passing && in_pass_of(mm))
     return;
   /* F_event: the event's writes (any orders) come before it, the read of
    * the held counts after.  Either a pass whose F_pass follows this fence

@@ -5,6 +5,7 @@
 #ifndef MM_PAGE_H
 #define MM_PAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "atomics/mm_atomic.h"
@@ -24,20 +25,27 @@
 #define PAGE_PINS_MASK ((uint64_t)UINT32_MAX)
 
 typedef struct mmi_page {
-  mmi_node node;            /* key: the page id */
+  /* What a pin and an unpin through a handle touch, first: records are
+   * allocated on cache-line boundaries (mmi_meta_alloc), so these share
+   * one line, and a handle's pin costs one line where the lookup by id
+   * touches the node too. */
+  mm_atomic_u64 state;      /* every decision about the page: one CAS */
   struct mm *mm;            /* its manager (set when it is reserved) */
+  uint64_t bytes;           /* as charged: a multiple of page_size */
+  void *data;               /* NULL: accounting-only */
+  mm_atomic_u64 last_use;   /* LRU clock at its last pin (sampled LRU) */
   mm_atomic_u32 refs;       /* the page table's while it links the record,
                                and one per handle (mm_page_alloc); the
                                last one retires it through RCU */
-  uint64_t bytes;           /* as charged: a multiple of page_size */
-  void *data;               /* NULL: accounting-only */
-  size_t data_size;         /* what data was allocated with */
-  mm_atomic_u64 state;      /* every decision about the page: one CAS */
-  mm_atomic_u64 last_use;   /* LRU clock at its last pin (sampled LRU) */
   uint32_t slot;            /* its place in the victim set, while live */
+  mmi_node node;            /* key: the page id */
+  size_t data_size;         /* what data was allocated with */
   bool unsettled;           /* its bytes count as unsettled until it is
                                live (its owner's: see mmi_unsettled_add) */
   struct mmi_page *claimed; /* the evictor's list of claimed pages */
 } mmi_page;
+
+_Static_assert(offsetof(mmi_page, node) <= MM_CACHE_LINE,
+               "a handle's pin touches one cache line of the record");
 
 #endif /* MM_PAGE_H */

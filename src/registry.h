@@ -88,7 +88,9 @@ void mmi_registry_each(mmi_registry *r, void (*fn)(mmi_link *l, void *ctx),
                        void *ctx);
 
 /* Free @n with mmi_meta_free once every read section that might still
- * see it has ended (call_rcu).  Call once, after it is unlinked. */
+ * see it has ended (call_rcu).  Call once, after it is unlinked.  @n is
+ * the first member of its record (its address is what is freed); a
+ * record laid out otherwise defers its own free (mmi_rcu_defer). */
 void mmi_rcu_retire(mmi_node *n);
 
 /* Run @fn(@head) once every read section that began before this call has

@@ -45,12 +45,18 @@
 
 #include "page.h"
 
+static void page_retire_cb(struct rcu_head *head) {
+  mmi_rcu_grace_acquire();
+  mmi_meta_free(caa_container_of(head, mmi_page, node.rcu));
+}
+
 /* Drop a reference on @pg's record; the last retires it through RCU
- * (readers of the page table may still hold it). */
+ * (readers of the page table may still hold it).  Not mmi_rcu_retire:
+ * the node is not the record's first member (page.h). */
 static void page_put(mmi_page *pg) {
   /* acq_rel: the last holder sees every other holder's writes */
   if (mm_faa_acq_rel_u32(&pg->refs, (uint32_t)-1) == 1)
-    mmi_rcu_retire(&pg->node);
+    mmi_rcu_defer(&pg->node.rcu, page_retire_cb);
 }
 
 /* Everyone who meets a retired record calls this; exactly one call
@@ -279,7 +285,7 @@ void mmi_page_unclaim(mm_t *mm, mmi_page *pg) {
 static void pinned(mm_t *mm, mmi_page *pg, uint64_t before) {
   if ((before & PAGE_PINS_MASK) == 0)
     mmi_count(mm, MMI_PINNED_BYTES, pg->bytes);
-  mmi_victims_touch(mm, pg);
+  mmi_victims_touch(&mm->victims, pg);
 }
 
 /* What follows an unpin of a page of @bytes: true if it became evictable
@@ -329,7 +335,7 @@ mm_status mm_unpin_storage(mm_t *mm, uint64_t page_id) {
   mm_status st = page_change(mm, page_id, unpin_rule, &pg, &before);
   bool evictable = st == MM_OK && unpinned(mm, pg->bytes, before);
   if (evictable)
-    mmi_victims_touch(mm, pg); /* in use until now: recently used */
+    mmi_victims_touch(&mm->victims, pg); /* in use until now: recently used */
   mmi_rcu_read_unlock();
   if (evictable)
     mmi_held_news(mm); /* a held request may evict it now */
@@ -378,7 +384,7 @@ mm_status mm_page_unpin(mm_page *h) {
   mmi_page *pg = rec(h);
   mm_t *mm = pg->mm;
   uint64_t bytes = pg->bytes, before;
-  mmi_victims_touch(mm, pg); /* in use until now: recently used */
+  mmi_victims_touch(&mm->victims, pg); /* in use until now: recently used */
   mm_status st = page_decide(pg, unpin_rule, &before);
   if (st == MM_OK && unpinned(mm, bytes, before))
     mmi_held_news(mm); /* a held request may evict it now */
