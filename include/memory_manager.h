@@ -196,6 +196,11 @@ typedef struct mm_config {
                                      "Real memory"); 0 means 256 KiB; at
                                      most 64 MiB.  (Named for the per-CPU
                                      caches it first bounded.) */
+  bool reclaim_before_evict;      /* ask consumers to give memory back
+                                     before evicting unpinned pages for
+                                     an execution request that may wait;
+                                     default false: evict first (see
+                                     "Reclaim") */
 } mm_config;
 
 /*
@@ -754,6 +759,78 @@ MM_API mm_status mm_consumer_release(mm_consumer *c, size_t bytes);
 MM_API size_t mm_consumer_held(const mm_consumer *c);
 
 /*
+ * Reclaim: consumers that give memory back when asked (spill).
+ *
+ * A consumer that can give memory back -- a sort that can write a run,
+ * a hash table that can spill partitions -- registers a callback.  When
+ * an execution request that may wait (a timeout other than MM_NO_WAIT)
+ * cannot be met from free memory, and is held, the manager asks
+ * consumers with a callback to give memory back, the one holding most
+ * first, until what they promise covers what the request lacks (its size
+ * less the memory free at that moment).  It never asks the requesting
+ * consumer unless that one opted in (mm_consumer_set_self_reclaim), never
+ * asks a consumer that holds nothing, and asks each consumer at most once
+ * per shortage: a shortage is one held request, from when it is held to
+ * when it ends, so two requests can never ask each other in a loop.
+ *
+ * Order: by default (mm_config.reclaim_before_evict false) unpinned
+ * storage pages are evicted first -- dropping a cached page is cheaper
+ * than writing a spill -- and consumers are asked only when eviction
+ * cannot cover the request.  With reclaim_before_evict, a request that
+ * may wait is held without evicting, consumers are asked first, and
+ * eviction covers what they did not give.  A request made with
+ * MM_NO_WAIT never asks anyone: it evicts, or is declined, as before.
+ *
+ * The callback: fn(ctx, c, wanted) gives back memory of @c through the
+ * ordinary calls (mm_consumer_release, mm_consumer_free), at once or
+ * later from another thread, and returns how many bytes it released or
+ * will release (0: nothing).  It runs
+ *   - for a blocking request, on the requesting thread, after the request
+ *     is queued and before it sleeps;
+ *   - for an asynchronous request (mm_acquire_async), on the manager's
+ *     service thread, between grant callbacks;
+ * never inside a dispatch pass, an eviction or an RCU read section, so it
+ * may call any function of this header except mm_destroy.  It should not
+ * wait for memory itself.  One consumer's callback is never run by two
+ * threads at once (a consumer being asked is skipped by a second asker;
+ * its release will be news to both).
+ *
+ * Held requests while a reclaim is under way: while its callbacks run,
+ * the request that asks is treated as starved (see
+ * mm_config.overtake_limit_ns), so memory they free goes to it and not to
+ * younger requests that would take it piece by piece; memory released
+ * later (a spill that finishes on another thread) is dispatched by the
+ * usual rules, oldest first with bounded overtaking.  Its deadline
+ * holds as ever: a callback that takes long eats into it, and a blocking
+ * request whose deadline passed while callbacks ran ends with
+ * MM_ETIMEDOUT when they return, unless it was granted meanwhile.
+ * mm_stats counts the callbacks run, the bytes they returned and the time
+ * they took.
+ */
+typedef size_t (*mm_reclaim_fn)(void *ctx, mm_consumer *c, size_t wanted);
+
+/*
+ * mm_consumer_set_reclaim - ask @fn(@ctx, @c, wanted) when memory is short
+ * (see "Reclaim"); @fn NULL: never ask @c.  May be called at any time, also
+ * from @c's own callback; if another thread is running @c's callback, it
+ * waits for it to return first, so that once this returns the old
+ * callback is not running and will not be called again.
+ *
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed; nothing changed).
+ */
+MM_API mm_status mm_consumer_set_reclaim(mm_consumer *c, mm_reclaim_fn fn,
+                                         void *ctx);
+
+/*
+ * mm_consumer_set_self_reclaim - whether @c's callback may be asked for
+ * @c's own requests (a sort that spills its own runs to go on); false by
+ * default.
+ *
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed).
+ */
+MM_API mm_status mm_consumer_set_self_reclaim(mm_consumer *c, bool allow);
+
+/*
  * mm_consumer_alloc - allocate @size bytes of execution memory charged to
  * @c: its size class is charged as mm_consumer_acquire would (borrowing,
  * eviction, holding with @timeout_ns), then the block is made; free it
@@ -881,6 +958,11 @@ typedef struct mm_stats {
    * that were held timed out, were cancelled, or were declined because
    * the allocator failed). */
   uint64_t held_granted;
+  /* Reclaim (see "Reclaim"): callbacks run, the bytes they said they
+   * released or will release, and the time they took in all. */
+  uint64_t reclaims;
+  uint64_t reclaimed_bytes;
+  uint64_t reclaim_ns;
 } mm_stats;
 
 /*

@@ -56,9 +56,10 @@ static bool charge(mm_t *mm, mm_pool pool, uint64_t bytes) {
  * grant's credit can use (an exec id with no own consumer), allocated
  * before anything is evicted; for real memory (@grant with a block size)
  * a grant by eviction makes the block first, and NO_BLOCK says the
- * allocator failed (nothing evicted). */
+ * allocator failed (nothing evicted).  No eviction unless @may_evict. */
 static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
-                      struct mm_consumer **spare, mmi_grant *grant) {
+                      struct mm_consumer **spare, mmi_grant *grant,
+                      bool may_evict) {
   if (charge(mm, pool, bytes))
     goto charged;
   /* The exact path: quota parked in consumers goes back to the pool word
@@ -70,8 +71,8 @@ static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
    * before, and parked blocks stay within the budget.) */
   if (mmi_pressure_tight(mm, bytes))
     mmi_tcaches_squeeze(&mm->caches, true);
-  if (mmi_pool_storage_used(&mm->pool) == 0)
-    return NO_ROOM; /* no page to evict */
+  if (!may_evict || mmi_pool_storage_used(&mm->pool) == 0)
+    return NO_ROOM; /* consumers are asked first, or no page to evict */
   bool by_id = !grant || !grant->consumer || grant->consumer->dflt;
   if (pool == MM_POOL_EXECUTION && by_id && !(*spare = mmi_consumer_spare()))
     return NO_ROOM;
@@ -141,7 +142,12 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
 
   int charged = NO_ROOM;
   if (mmi_held_may_take_now(mm, pool, timeout_ns)) {
-    charged = charge_now(mm, pool, bytes, &spare, grant);
+    /* With reclaim_before_evict, a request that may wait is held before
+     * it evicts, and consumers are asked first (held.c). */
+    bool may_evict = !(pool == MM_POOL_EXECUTION && timeout_ns != MM_NO_WAIT &&
+                       mm->cfg.reclaim_before_evict &&
+                       mm_load_relaxed_u64(&mm->reclaimers) != 0);
+    charged = charge_now(mm, pool, bytes, &spare, grant, may_evict);
     if (pg && charged == CHARGED)
       pg->unsettled = true; /* settled when it goes live, or abandoned */
   }

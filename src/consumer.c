@@ -62,6 +62,7 @@ mm_status mmi_consumers_init(mm_t *mm) {
   if (!(mm->execs = mmi_registry_new(1024)))
     goto no_execs;
   mm_store_relaxed_u32(&mm->next_key, 1);
+  mm_store_relaxed_u64(&mm->reclaimers, 0);
   return MM_OK;
 no_execs:
   mmi_registry_destroy(mm->by_exec, NULL, NULL);
@@ -119,6 +120,11 @@ mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
   c->by_exec.key = exec_id;
   c->by_id.key = exec_id;
   mm_store_relaxed_u32(&c->in_execs, 0);
+  mm_store_relaxed_u32(&c->reclaim_busy, 0);
+  mm_store_relaxed_u32(&c->reclaim_on, 0);
+  mm_store_relaxed_u32(&c->reclaim_self, 0);
+  c->reclaim_fn = NULL;
+  c->reclaim_ctx = NULL;
   /* Its tag first: one no open consumer has (the counter comes round after
    * 2^26), reserved in mm->consumers before anyone can find the consumer
    * any other way, so that nobody credits it, or tags a block with it,
@@ -415,6 +421,7 @@ mm_status mm_consumer_open(mm_t *mm, uint64_t exec_id, mm_consumer **out) {
 mm_status mm_consumer_close(mm_consumer *c) {
   if (!c)
     return MM_EINVAL;
+  mmi_reclaim_unset(c); /* no callback of it runs once it is gone */
   (void)mmi_consumer_shut(c);
   mmi_consumer_put(c); /* the handle's reference */
   return MM_OK;

@@ -39,6 +39,14 @@ struct mm_consumer {
   mmi_link by_exec;       /* mm->by_exec: every consumer, by exec id */
   mmi_link by_id;         /* dflt: mm->execs, the exec id's own */
   mm_atomic_u32 in_execs; /* by_id was linked (it may be unlinked since) */
+  /* Reclaim (reclaim.c).  fn and ctx are written and read only by the
+   * holder of busy (a reclaim asking it, or a change of the callback);
+   * on mirrors fn != NULL for walkers that only look. */
+  mm_atomic_u32 reclaim_busy;
+  mm_atomic_u32 reclaim_on;
+  mm_atomic_u32 reclaim_self; /* may be asked for its own requests */
+  mm_reclaim_fn reclaim_fn;
+  void *reclaim_ctx;
 };
 
 static inline uint64_t mmi_books_held(uint64_t w) {

@@ -96,6 +96,13 @@
 #include "mm_internal.h"
 
 enum { W_WAITING, W_GRANTED, W_TIMED_OUT, W_CANCELLED, W_FAILED };
+
+/* A held execution request's reclaim (reclaim.c), one word: it will ask
+ * consumers (PENDING: with reclaim_before_evict no eviction is made for
+ * it yet), is asking them (ASKING), or is done asking or never will
+ * (NONE).  While ASKING it bars younger requests as a starved request
+ * does: what the callbacks release as they run is its. */
+enum { R_NONE, R_PENDING, R_ASKING };
 #define OUTCOME_PENDING UINT32_MAX
 
 struct mmi_waiter {
@@ -116,8 +123,13 @@ struct mmi_waiter {
   struct mm_consumer *spare; /* execution: a record for the grant to
                                 credit, if the exec id has none */
   struct mmi_page *page;     /* storage: the reserved (pending) page */
+  struct mm_consumer *asker; /* execution: the requesting consumer (a
+                                handle's, blocking; NULL by exec id),
+                                whom its reclaim does not ask */
+  mm_atomic_u32 reclaim;     /* R_*: its reclaim, if it makes one */
   mmi_waiter *next;          /* private list link, baton holder's */
   mmi_stack_link done;       /* link in the done stack */
+  mmi_stack_link asks;       /* asynchronous: link in the reclaims stack */
 };
 
 /* ---- waiter life ------------------------------------------------------ */
@@ -286,6 +298,11 @@ static bool commit_grant(void *arg) {
  * not tried again. */
 static mmi_evict_result pass_evict(mm_t *mm, mmi_waiter *w,
                                    uint64_t no_room_from[2]) {
+  if (mm->cfg.reclaim_before_evict) {
+    uint32_t rs = mm_load_acquire_u32(&w->reclaim);
+    if (rs == R_PENDING || rs == R_ASKING)
+      return MMI_EVICT_NO_ROOM; /* consumers are asked first */
+  }
   if (w->bytes >= no_room_from[w->pool] || mmi_in_evict_callback(mm) ||
       mmi_pool_storage_used(&mm->pool) == 0)
     return MMI_EVICT_NO_ROOM;
@@ -401,6 +418,8 @@ static void dispatch_pass(mm_t *mm) {
       int64_t starves_at = w->arrival_ns > MM_FOREVER_NS - h->overtake_limit_ns
                                ? MM_FOREVER_NS
                                : w->arrival_ns + h->overtake_limit_ns;
+      if (mm_load_acquire_u32(&w->reclaim) == R_ASKING)
+        starves_at = now; /* memory its callbacks free is its own */
       for (int p = 0; p < 2; p++) {
         if (p != (int)w->pool && !both)
           continue;
@@ -489,7 +508,8 @@ uint64_t mmi_test_quiet(struct mm *mm) {
   mmi_held *h = &mm->held;
   uint64_t news = mm_load_seq_cst_u64(&h->pending);
   if (mm_load_seq_cst_u32(&h->baton) != 0 ||
-      mm_load_acquire_u64(&h->passed) != news)
+      mm_load_acquire_u64(&h->passed) != news ||
+      mm_load_seq_cst_u64(&h->asking) != 0)
     return UINT64_MAX;
   return news;
 }
@@ -583,6 +603,42 @@ static mm_status wait_outcome(mm_t *mm, mmi_waiter *w) {
   }
 }
 
+/* ---- reclaim for a held request ---------------------------------------- */
+
+static bool still_waiting(void *arg) {
+  mmi_waiter *w = arg;
+  return mm_load_acquire_u32(&w->state) == W_WAITING;
+}
+
+/* What @bytes lack in free memory now (execution may use free storage). */
+static uint64_t shortfall(mm_t *mm, uint64_t bytes) {
+  mmi_pool_view v;
+  mmi_pool_view_get(&mm->pool, &v);
+  uint64_t total = v.exec_pool + v.storage_pool;
+  uint64_t used = v.exec_used + v.storage_used;
+  uint64_t free_ = total > used ? total - used : 0;
+  return bytes > free_ ? bytes - free_ : 0;
+}
+
+/* Ask consumers to give back what held request @w lacks: on its owner's
+ * thread (blocking) or the service thread (asynchronous), after its first
+ * pass; once.  Each change of its reclaim state is followed by a pass
+ * that sees it (kick): the bar it sets, the eviction it allows. */
+static void reclaim_for(mm_t *mm, mmi_waiter *w) {
+  mmi_held *h = &mm->held;
+  uint64_t wanted = still_waiting(w) ? shortfall(mm, w->bytes) : 0;
+  if (wanted) {
+    mm_faa_seq_cst_u64(&h->asking, 1); /* not quiet (mmi_test_quiet) */
+    mm_store_release_u32(&w->reclaim, R_ASKING);
+    kick(mm);
+    (void)mmi_reclaim_ask(mm, w->asker, wanted, still_waiting, w);
+  }
+  mm_store_release_u32(&w->reclaim, R_NONE);
+  kick(mm);
+  if (wanted)
+    mm_faa_seq_cst_u64(&h->asking, (uint64_t)-1);
+}
+
 mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
                         int64_t timeout_ns, struct mmi_page *page,
                         mmi_grant *grant, mm_grant_fn cb, void *ctx,
@@ -638,12 +694,19 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->spare = spare;
   w->page = page;
   w->next = NULL;
+  w->asker = grant ? grant->consumer : NULL;
+  /* Consumers are asked for execution requests while any can be asked. */
+  bool reclaims =
+      pool == MM_POOL_EXECUTION && mm_load_relaxed_u64(&mm->reclaimers) != 0;
+  mm_store_relaxed_u32(&w->reclaim, reclaims ? R_PENDING : R_NONE);
   mm_store_relaxed_u32(&w->refs, 2); /* owner + queue */
+  if (cb && reclaims)
+    mm_store_relaxed_u32(&w->refs, 3); /* + the reclaims stack */
 
   mmi_rcu_read_lock();
   if (cb && ticket) {
     w->ticketed = true;
-    mm_store_relaxed_u32(&w->refs, 3); /* + ticket table */
+    mm_store_relaxed_u32(&w->refs, mm_load_relaxed_u32(&w->refs) + 1);
     w->node.key = mm_faa_seq_cst_u64(&h->next_ticket, 1);
     mmi_node *got = mmi_registry_insert_unique(h->tickets, &w->node);
     assert(got == &w->node); /* tickets are never reused */
@@ -661,6 +724,13 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
    * count it out first: the gauge reads that moment as zero.) */
   mmi_count(mm, MMI_HELD, 1);
   mmi_count(mm, MMI_HELD_NOW, 1);
+
+  if (reclaims && cb) {
+    mmi_stack_push(&h->reclaims, &w->asks); /* the service thread asks */
+    service_poke(h);
+  } else if (reclaims) {
+    reclaim_for(mm, w); /* here, before it sleeps */
+  }
 
   mm_status st = MM_EINPROGRESS;
   if (!cb) {
@@ -707,6 +777,18 @@ static void run_callbacks(mm_t *mm) {
   }
 }
 
+/* Reclaims for asynchronous requests, in the order they were held. */
+static void run_reclaims(mm_t *mm) {
+  mmi_stack_link *l = mmi_stack_take_all_fifo(&mm->held.reclaims);
+  while (l) {
+    mmi_stack_link *next = mmi_stack_next(l);
+    mmi_waiter *w = caa_container_of(l, mmi_waiter, asks);
+    reclaim_for(mm, w); /* asks nobody once it has ended */
+    waiter_put(w);      /* the reclaims stack's reference */
+    l = next;
+  }
+}
+
 static void *service_main(void *arg) {
   mm_t *mm = arg;
   mmi_held *h = &mm->held;
@@ -716,6 +798,7 @@ static void *service_main(void *arg) {
      * has ended and its callback is already on the stack. */
     uint32_t stopping = mm_load_seq_cst_u32(&h->stopping);
     run_callbacks(mm);
+    run_reclaims(mm);
     if (stopping)
       return NULL;
     int64_t deadline = (int64_t)mm_load_seq_cst_u64(&h->next_deadline);
@@ -756,6 +839,8 @@ mm_status mmi_held_init(mm_t *mm) {
   mm_store_relaxed_u32(&h->service_waits, 0);
   h->head = h->tail = NULL;
   mmi_stack_init(&h->done);
+  mmi_stack_init(&h->reclaims);
+  mm_store_relaxed_u64(&h->asking, 0);
   mm_store_relaxed_u32(&h->service_seq, 0);
   mm_store_relaxed_u64(&h->next_deadline, (uint64_t)MM_FOREVER_NS);
   mm_store_relaxed_u32(&h->stopping, 0);

@@ -41,6 +41,8 @@ typedef struct mmi_held {
 
   /* The service thread: callbacks and asynchronous deadlines. */
   _Alignas(MM_CACHE_LINE) mmi_stack done;
+  mmi_stack reclaims;        /* asynchronous requests whose consumers to ask */
+  mm_atomic_u64 asking;      /* held requests asking consumers now */
   mm_atomic_u32 service_seq; /* futex word: bumped on new work */
   mm_atomic_u64 next_deadline;
   mm_atomic_u32 stopping;

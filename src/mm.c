@@ -251,4 +251,7 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->execution_credit_bytes = credit;
   out->execution_ids = mmi_count_level(mm, MMI_EXEC_IDS);
   out->held_granted = mmi_count_total(mm, MMI_HELD_GRANTED);
+  out->reclaims = mmi_count_total(mm, MMI_RECLAIMS);
+  out->reclaimed_bytes = mmi_count_total(mm, MMI_RECLAIMED_BYTES);
+  out->reclaim_ns = mmi_count_total(mm, MMI_RECLAIM_NS);
 }

@@ -50,6 +50,7 @@ struct mm {
    * id may have many), and the exec id's own (mm->execs, above). */
   mmi_registry *consumers, *by_exec;
   mm_atomic_u32 next_key;
+  mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
   mmi_counters counters;
 };
 
@@ -157,6 +158,18 @@ mm_status mmi_exec_charge(mm_t *mm, uint64_t exec_id, uint64_t bytes,
 struct mm_consumer *mmi_exec_own_here(mm_t *mm, uint64_t exec_id, bool *put);
 /* Let go of every consumer the threads remember (mm_destroy). */
 void mmi_exec_forget_all(mm_t *mm);
+
+/* ---- reclaim.c: asking consumers to give memory back ---- */
+/* Ask consumers with a reclaim callback, the one holding most first, for
+ * @wanted bytes: never @asker unless it opted in, each at most once, and
+ * stopping once they promised @wanted or @still_wanted(@arg) is false.
+ * Not in a read section, a pass or an eviction.  Returns how many were
+ * asked. */
+unsigned mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
+                         bool (*still_wanted)(void *arg), void *arg);
+/* Turn @c's callback off, waiting for a run of it on another thread to
+ * return (mm_consumer_close). */
+void mmi_reclaim_unset(struct mm_consumer *c);
 
 /* ---- storage.c: page records ---- */
 struct mmi_page;

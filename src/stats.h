@@ -22,6 +22,9 @@ typedef enum mmi_counter {
   MMI_PINNED_BYTES,
   MMI_STORAGE_PAGES,
   MMI_EXEC_IDS,
+  MMI_RECLAIMS,
+  MMI_RECLAIMED_BYTES,
+  MMI_RECLAIM_NS,
   MMI_NCOUNTERS
 } mmi_counter;
 

@@ -41,7 +41,8 @@ extern _Atomic(mmi_tp_fn) mmi_tp_hook;
 void mmi_test_set_hook(mmi_tp_fn fn);
 
 /* Tests only: is no dispatch pass running or owed (the baton is down and
- * the last pass saw every kick)?  Then the count of kicks so far, which a
+ * the last pass saw every kick), and no held request asking consumers to
+ * give memory back?  Then the count of kicks so far, which a
  * caller compares before and after looking at the manager; else
  * UINT64_MAX.  Passes start only from kicks: calls, deadlines. */
 uint64_t mmi_test_quiet(struct mm *mm);

@@ -354,11 +354,12 @@ enum kind {
   K_LIMIT,
   K_OP_ALLOC,
   K_OP_ACQUIRE,
+  K_SORT,
   NKIND
 };
-static const char *kind_name[] = {"pin-hit", "page-miss", "exec-alloc",
-                                  "burst",   "async",     "cancel",
-                                  "limits",  "op-alloc",  "op-acquire"};
+static const char *kind_name[] = {
+    "pin-hit", "page-miss", "exec-alloc", "burst",      "async",
+    "cancel",  "limits",    "op-alloc",   "op-acquire", "sort-run"};
 #define BUCKETS 40 /* latency histogram: bucket b holds [2^b, 2^(b+1)) ns */
 
 typedef struct counts {
@@ -600,6 +601,61 @@ static void operator_work(counts *c, uint64_t *s, int me) {
   }
 }
 
+/* Each query thread's sorter: a consumer that spills -- to a counter, not
+ * a disk -- when the manager asks (its reclaim callback, run by another
+ * thread's held request).  What it holds is claimed from sorter_bytes by
+ * whoever releases it, its owner or a spill, so no release is ever more
+ * than it holds. */
+static mm_consumer *sorter[256];
+static atomic_size_t sorter_bytes[256];
+static atomic_ullong spilled_bytes, spills;
+
+/* Claim up to @most of thread @me's sorter's bytes. */
+static size_t sorter_claim(int me, size_t most) {
+  size_t have = atomic_load(&sorter_bytes[me]);
+  for (;;) {
+    size_t take = have < most ? have : most;
+    if (!take ||
+        atomic_compare_exchange_weak(&sorter_bytes[me], &have, have - take))
+      return take;
+  }
+}
+
+static void sorter_release(int me, size_t bytes) {
+  shadow_add(-(long long)bytes);
+  INVARIANT(mm_consumer_release(sorter[me], bytes) == MM_OK);
+}
+
+static size_t sorter_spill(void *ctx, mm_consumer *c, size_t wanted) {
+  int me = (int)(intptr_t)ctx;
+  INVARIANT(c == sorter[me]);
+  size_t got = sorter_claim(me, wanted);
+  if (got) {
+    sorter_release(me, got);
+    atomic_fetch_add(&spilled_bytes, got);
+    atomic_fetch_add(&spills, 1);
+  }
+  return got;
+}
+
+/* The sort beside a query: runs of 256 KiB to 1 MiB that may wait 1 or
+ * 5 ms (and so ask the other sorters to spill), kept until the query
+ * ends unless a spill takes them first. */
+static void sorter_work(counts *c, uint64_t *s, int me) {
+  for (int i = 0; i < 4; i++) {
+    size_t bytes = (size_t)262144 << (rng(s) % 3);
+    int64_t t0 = now_ns();
+    mm_status st = blocking_op(me, sorter[me], bytes,
+                               rng(s) % 2 ? 1000000 : 5000000, NULL);
+    INVARIANT(st == MM_OK || st == MM_ETIMEDOUT || st == MM_ENOMEM);
+    record(c, K_SORT, st == MM_OK, t0);
+    if (st == MM_OK) {
+      shadow_add((long long)bytes);
+      atomic_fetch_add(&sorter_bytes[me], bytes);
+    }
+  }
+}
+
 static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   uint64_t id = *idp;
   /* A query grows its working memory in bursts up to its target; a burst
@@ -638,6 +694,7 @@ static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
   for (int i = 0; i < n; i++)
     INVARIANT(mm_exec_free(mm, id, blk[i]) == MM_OK);
   operator_work(c, s, me);
+  sorter_work(c, s, me);
   /* an asynchronous request beside it, sometimes cancelled; its grant, if
    * it comes, is released with the id at the query's end (or the next) */
   uint64_t async_id = (uint64_t)me + 1 + (1ull << 40), ticket;
@@ -672,6 +729,9 @@ static void exec_work(counts *c, uint64_t *s, uint64_t *idp, int me) {
     shadow_add(-(long long)held);
     INVARIANT(mm_release_execution(mm, id, held) == MM_OK);
   }
+  size_t sorted = sorter_claim(me, SIZE_MAX); /* what no spill took */
+  if (sorted)
+    sorter_release(me, sorted);
   (void)mm_release_all_execution(mm, async_id);
 }
 
@@ -945,6 +1005,12 @@ int main(int argc, char **argv) {
   for (int i = 0; i < noperators; i++)
     INVARIANT(mm_consumer_open(mm, (1ull << 41) + (uint64_t)i, &operators[i]) ==
               MM_OK);
+  for (int i = 0; i < opt.threads; i++) {
+    INVARIANT(mm_consumer_open(mm, (3ull << 41) + (uint64_t)i, &sorter[i]) ==
+              MM_OK);
+    INVARIANT(mm_consumer_set_reclaim(sorter[i], sorter_spill,
+                                      (void *)(intptr_t)i) == MM_OK);
+  }
   per_thread = calloc((size_t)opt.threads, sizeof *per_thread);
   if (opt.faults)
     mmi_backing_fail_every(97); /* every 97th block allocation fails */
@@ -1018,6 +1084,13 @@ int main(int argc, char **argv) {
     INVARIANT(mm_consumer_held(operators[i]) == 0); /* its threads' all */
     INVARIANT(mm_consumer_close(operators[i]) == MM_OK);
   }
+  for (int i = 0; i < opt.threads; i++) {
+    size_t left = sorter_claim(i, SIZE_MAX); /* a stopped thread's */
+    if (left)
+      sorter_release(i, left);
+    INVARIANT(mm_consumer_held(sorter[i]) == 0);
+    INVARIANT(mm_consumer_close(sorter[i]) == MM_OK);
+  }
   mm_trim(mm);
   mm_stats end;
   mm_get_stats(mm, &end);
@@ -1058,7 +1131,8 @@ int main(int argc, char **argv) {
            "\"hit_ratio\":%.4f,\"held\":%llu,\"held_granted\":%llu,"
            "\"timed_out\":%llu,\"cancelled\":%llu,\"async_held\":%llu,"
            "\"async_granted\":%llu,\"frozen_moments\":%llu,"
-           "\"frozen_held\":%llu,\"kinds\":{",
+           "\"frozen_held\":%llu,\"reclaims\":%llu,"
+           "\"reclaimed_bytes\":%llu,\"reclaim_ns\":%llu,\"kinds\":{",
            workload_name[opt.workload], opt.threads, elapsed, opt.budget,
            (unsigned long long)total_ops, (unsigned long long)end.evictions,
            hit, (unsigned long long)end.held,
@@ -1067,7 +1141,10 @@ int main(int argc, char **argv) {
            (unsigned long long)atomic_load(&async_started),
            (unsigned long long)atomic_load(&async_ok),
            (unsigned long long)atomic_load(&quiet_moments),
-           (unsigned long long)atomic_load(&quiet_held));
+           (unsigned long long)atomic_load(&quiet_held),
+           (unsigned long long)end.reclaims,
+           (unsigned long long)end.reclaimed_bytes,
+           (unsigned long long)end.reclaim_ns);
     for (int k = 0; k < NKIND; k++)
       printf("%s\"%s\":{\"ops\":%llu,\"ok\":%llu,\"p50_us\":%.2f,"
              "\"p99_us\":%.2f,\"p999_us\":%.2f}",
@@ -1105,6 +1182,13 @@ int main(int argc, char **argv) {
          (unsigned long long)async_held, (unsigned long long)blocking_held,
          (unsigned long long)blocking_ok, (unsigned long long)blocking_to,
          (unsigned long long)(blocking_held - blocking_ok - blocking_to));
+  if (end.reclaims)
+    printf("reclaim: %llu callbacks gave back %llu MiB (%llu spills by the "
+           "sorters), %.1f us each on average\n",
+           (unsigned long long)end.reclaims,
+           (unsigned long long)(end.reclaimed_bytes / MiB),
+           (unsigned long long)atomic_load(&spills),
+           (double)end.reclaim_ns / 1e3 / (double)end.reclaims);
   printf("stranded waiters: none in %llu frozen moments (%llu held "
          "requests judged)\n",
          (unsigned long long)atomic_load(&quiet_moments),
