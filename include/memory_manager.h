@@ -759,6 +759,30 @@ MM_API mm_status mm_consumer_release(mm_consumer *c, size_t bytes);
 MM_API size_t mm_consumer_held(const mm_consumer *c);
 
 /*
+ * mm_consumer_acquire_range - charge at least @min_bytes and at most
+ * @max_bytes of execution memory to @c, as much as is free (a hash table
+ * that can start smaller); the amount in *@granted.
+ *
+ * When no held request is in its way, it takes what is free now, up to
+ * @max_bytes (or max_execution_request if that is less), without
+ * evicting pages or asking consumers to reclaim for the part above
+ * @min_bytes: if that is at least @min_bytes it is granted at once.
+ * Otherwise it is a request of @min_bytes, with every rule of
+ * mm_consumer_acquire (eviction, reclaim, holding with @timeout_ns), and
+ * *@granted is @min_bytes if it is granted.  It never holds memory while
+ * it waits.
+ *
+ * Returns MM_OK, or MM_EINVAL (@c or @granted is NULL, @min_bytes is 0 or
+ * more than max_execution_request, @max_bytes is less than @min_bytes, or
+ * as for mm_consumer_acquire; *@granted is 0 and nothing changed), or
+ * MM_ENOMEM, MM_ETIMEDOUT, MM_ECANCELED as for mm_consumer_acquire of
+ * @min_bytes (*@granted 0).  Lock-free when it does not wait.
+ */
+MM_API mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
+                                           size_t max_bytes, int64_t timeout_ns,
+                                           size_t *granted);
+
+/*
  * Reclaim: consumers that give memory back when asked (spill).
  *
  * A consumer that can give memory back -- a sort that can write a run,

@@ -439,6 +439,52 @@ mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
   return mmi_consumer_acquire(c, bytes, timeout_ns, NULL);
 }
 
+mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
+                                    size_t max_bytes, int64_t timeout_ns,
+                                    size_t *granted) {
+  if (granted)
+    *granted = 0;
+  if (!c || !granted || min_bytes == 0 || max_bytes < min_bytes ||
+      min_bytes > c->mm->cfg.max_execution_request ||
+      !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(c->mm))
+    return MM_EINVAL;
+  mm_t *mm = c->mm;
+  uint64_t most = max_bytes < mm->cfg.max_execution_request
+                      ? max_bytes
+                      : mm->cfg.max_execution_request;
+  if (mmi_books_held(mm_load_relaxed_u64(&c->books)) + most > MMI_HELD_MAX)
+    most = min_bytes; /* (the min request answers MM_EINVAL if even that
+                         would hold too much) */
+  /* What is free, up to the most, when nothing held is in its way: never
+   * by eviction or reclaim (those are for the min only).  Its own spare
+   * first, then the pool word, then the quota parked with others. */
+  if (most > min_bytes &&
+      mmi_held_may_take_now(mm, MM_POOL_EXECUTION, MM_NO_WAIT)) {
+    mmi_consumer_give_spare(c);
+    uint64_t got = mmi_pool_charge_upto(&mm->pool, MM_POOL_EXECUTION, most);
+    if (got < most && mmi_consumers_reclaim(mm))
+      got += mmi_pool_charge_upto(&mm->pool, MM_POOL_EXECUTION, most - got);
+    if (got >= min_bytes) {
+      mmi_pressure_update(mm);
+      if (!mmi_consumer_credit(c, got)) {
+        mmi_give_back(mm, MM_POOL_EXECUTION, got);
+        return MM_EINVAL; /* closed */
+      }
+      mmi_count(mm, MMI_GRANTED, 1);
+      *granted = (size_t)got;
+      return MM_OK;
+    }
+    if (got)
+      mmi_give_back(mm, MM_POOL_EXECUTION, got); /* less than the min */
+  }
+  /* The min, as a request of its own: spare, free memory, eviction,
+   * reclaim, holding -- every rule of mm_consumer_acquire. */
+  mm_status st = mmi_consumer_acquire(c, min_bytes, timeout_ns, NULL);
+  if (st == MM_OK)
+    *granted = min_bytes;
+  return st;
+}
+
 mm_status mm_consumer_release(mm_consumer *c, size_t bytes) {
   if (!c || bytes == 0)
     return MM_EINVAL;
