@@ -759,6 +759,30 @@ MM_API mm_status mm_consumer_release(mm_consumer *c, size_t bytes);
 MM_API size_t mm_consumer_held(const mm_consumer *c);
 
 /*
+ * mm_consumer_set_limits - a guarantee and a cap for @c (0: none).
+ *
+ * @min_bytes is a guarantee that other requests cannot take from it:
+ * what @c does not hold of it is reserved for @c now -- charged to the
+ * execution pool, held by nobody, taken only by @c's own acquires -- and
+ * what @c releases below it goes back to that reserve, not to the pool.
+ * The guarantees of all consumers never sum past the execution pool's
+ * initial size.  @max_bytes caps what @c may hold: a request that would
+ * take it past its cap is declined with MM_ENOMEM at once, whatever its
+ * timeout (only @c's own releases could make it fit).  A consumer with
+ * limits keeps no spare quota (its calls take the exact paths, a little
+ * slower), and its reserve goes back to the pool when it is closed.  A
+ * second call replaces the limits, growing or shrinking the reserve.
+ *
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed, or @max_bytes is not
+ * 0 and less than @min_bytes), or MM_ENOMEM (the guarantees would sum past
+ * the execution pool, or the new reserve is not free now: nothing changed;
+ * the reserve is taken from free memory only, never by eviction).  Must
+ * not race with other calls on @c.
+ */
+MM_API mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
+                                        size_t max_bytes);
+
+/*
  * mm_consumer_acquire_range - charge at least @min_bytes and at most
  * @max_bytes of execution memory to @c, as much as is free (a hash table
  * that can start smaller); the amount in *@granted.

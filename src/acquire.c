@@ -100,7 +100,7 @@ static mm_status credit(mm_t *mm, uint64_t id, uint64_t bytes,
   if (c && mmi_consumer_credit(c, bytes))
     key = (uint32_t)c->node.key;
   else if (c && !c->dflt)
-    return MM_EINVAL;
+    return mmi_consumer_refusal(c);
   else if (!(key = mmi_exec_credit(mm, id, bytes, spare)))
     return MM_ENOMEM;
   if (grant)

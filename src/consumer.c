@@ -63,6 +63,7 @@ mm_status mmi_consumers_init(mm_t *mm) {
     goto no_execs;
   mm_store_relaxed_u32(&mm->next_key, 1);
   mm_store_relaxed_u64(&mm->reclaimers, 0);
+  mm_store_relaxed_u64(&mm->guaranteed, 0);
   return MM_OK;
 no_execs:
   mmi_registry_destroy(mm->by_exec, NULL, NULL);
@@ -125,6 +126,8 @@ mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
   mm_store_relaxed_u32(&c->reclaim_self, 0);
   c->reclaim_fn = NULL;
   c->reclaim_ctx = NULL;
+  c->limit_min = c->limit_max = 0;
+  mm_store_relaxed_u64(&c->reserve, 0);
   /* Its tag first: one no open consumer has (the counter comes round after
    * 2^26), reserved in mm->consumers before anyone can find the consumer
    * any other way, so that nobody credits it, or tags a block with it,
@@ -195,6 +198,8 @@ bool mmi_consumer_credit(struct mm_consumer *c, uint64_t bytes) {
   while (w != MMI_CLOSED) {
     if (mmi_books_held(w) + bytes > MMI_HELD_MAX)
       return false; /* (the front door refuses such requests first) */
+    if (c->limit_max && mmi_books_held(w) + bytes > c->limit_max)
+      return false; /* past its max: a decline */
     if (mm_cas_acq_rel_u64(&c->books, &w, w + (bytes << MMI_SPARE_BITS)))
       return true;
   }
@@ -275,9 +280,92 @@ granted:
   return true;
 }
 
+/* ---- limits ----------------------------------------------------------------
+ *
+ * A consumer with limits keeps no spare quota, so every acquire and
+ * release of it comes here.  Its max is kept by the credit (a grant that
+ * would take it past its max is declined: mmi_consumer_credit).  Its min
+ * is a reservation: what it does not hold of its min is charged to the
+ * pool word as its reserve, which only its own acquires take, and what it
+ * releases below its min goes back to the reserve instead of the pool.
+ * Every byte is held, reserved or given back, so the pool word charges
+ * exactly held + reserve and nothing is over-committed; the guarantee is
+ * exact while calls on the consumer do not overlap (overlapping ones may
+ * give a byte back that a concurrent acquire then misses).
+ */
+
+/* Take up to @bytes of @c's reserve; returns what was taken. */
+static uint64_t reserve_take(struct mm_consumer *c, uint64_t bytes) {
+  uint64_t r = mm_load_relaxed_u64(&c->reserve);
+  for (;;) {
+    uint64_t t = r < bytes ? r : bytes;
+    if (!t || mm_cas_acq_rel_u64(&c->reserve, &r, r - t))
+      return t;
+  }
+}
+
+/* Put @t bytes (charged) into @c's reserve; if @c is closed, they go back
+ * to the pool.  seq_cst, a pair with the close's exchange of the books
+ * and then of the reserve: either the close takes them, or this sees it
+ * closed and gives them back. */
+static void reserve_put(struct mm_consumer *c, uint64_t t) {
+  if (!t)
+    return;
+  mm_faa_seq_cst_u64(&c->reserve, t);
+  if (mm_load_seq_cst_u64(&c->books) == MMI_CLOSED) {
+    uint64_t x = mm_fas_seq_cst_u64(&c->reserve, 0);
+    if (x)
+      mmi_give_back(c->mm, MM_POOL_EXECUTION, x);
+  }
+}
+
+static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
+                                 int64_t timeout_ns, struct mmi_grant *grant) {
+  mm_t *mm = c->mm;
+  uint64_t held = mmi_books_held(mm_load_relaxed_u64(&c->books));
+  if (c->limit_max && held + bytes > c->limit_max) {
+    mmi_count(mm, MMI_DECLINED, 1);
+    return MM_ENOMEM; /* only its own releases could make it fit */
+  }
+  uint64_t t = reserve_take(c, bytes);
+  mm_status st = MM_OK;
+  if (t < bytes) {
+    /* The rest as a request of its own (eviction, reclaim, holding); the
+     * part from the reserve waits with it, as the consumer's own. */
+    st = mmi_consumer_acquire_exact(c, bytes - t, timeout_ns, grant);
+  } else {
+    mmi_count(mm, MMI_GRANTED, 1);
+    if (grant)
+      grant->key = (uint32_t)c->node.key;
+  }
+  if (t && (st != MM_OK || !mmi_consumer_credit(c, t))) {
+    if (st == MM_OK) { /* closed, or past its max, meanwhile */
+      st = mmi_consumer_refusal(c);
+      (void)mmi_consumer_release(c, bytes - t, true);
+    }
+    reserve_put(c, t); /* still its own */
+  }
+  return st;
+}
+
+/* What @c's release of @take bytes, leaving it @held, keeps as reserve. */
+static uint64_t reserve_keep(struct mm_consumer *c, uint64_t held,
+                             uint64_t take) {
+  if (held >= c->limit_min)
+    return 0;
+  uint64_t r = mm_load_relaxed_u64(&c->reserve);
+  uint64_t want = c->limit_min - held;
+  uint64_t keep = want > r ? want - r : 0;
+  keep = keep < take ? keep : take;
+  reserve_put(c, keep);
+  return keep;
+}
+
 mm_status mmi_consumer_acquire(struct mm_consumer *c, uint64_t bytes,
                                int64_t timeout_ns, struct mmi_grant *grant) {
   mm_status st;
+  if (c->limit_min | c->limit_max)
+    return limited_acquire(c, bytes, timeout_ns, grant);
   if (mmi_consumer_take(c, bytes, timeout_ns, grant, &st))
     return st;
   return mmi_consumer_acquire_exact(c, bytes, timeout_ns, grant);
@@ -295,11 +383,12 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
     return MM_OK;
   mm_t *mm = c->mm;
   uint64_t q = c->quantum;
-  uint64_t w = mm_load_relaxed_u64(&c->books), back;
+  uint64_t w = mm_load_relaxed_u64(&c->books), back, take;
   for (;;) {
     if (w == MMI_CLOSED)
       return MM_EINVAL;
-    uint64_t held = mmi_books_held(w), take = bytes;
+    uint64_t held = mmi_books_held(w);
+    take = bytes;
     if (held < bytes) {
       if (!clamp)
         return MM_EINVAL; /* never more than it holds */
@@ -315,6 +404,8 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
                            ((held - take) << MMI_SPARE_BITS) | keep))
       break;
   }
+  if (c->limit_min) /* below its min: kept as its reserve */
+    back -= reserve_keep(c, mmi_books_held(w) - take, back);
   if (mmi_anyone_held(mm))
     back += take_spare(c); /* held requests see every byte at once */
   if (back)
@@ -356,6 +447,10 @@ uint64_t mmi_consumer_shut(struct mm_consumer *c) {
   (void)mmi_registry_remove(mm->consumers, &c->node);
   mmi_rcu_read_unlock();
   uint64_t all = mmi_books_held(w) + mmi_books_spare(w);
+  if (c->limit_min) { /* its guarantee goes too */
+    all += mm_fas_seq_cst_u64(&c->reserve, 0);
+    mm_faa_relaxed_u64(&mm->guaranteed, (uint64_t)0 - c->limit_min);
+  }
   if (all)
     mmi_give_back(mm, MM_POOL_EXECUTION, all);
   if (c->dflt)
@@ -439,6 +534,49 @@ mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
   return mmi_consumer_acquire(c, bytes, timeout_ns, NULL);
 }
 
+mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
+                                 size_t max_bytes) {
+  if (!c || mm_load_relaxed_u64(&c->books) == MMI_CLOSED ||
+      (max_bytes && min_bytes > max_bytes) || min_bytes > MMI_HELD_MAX)
+    return MM_EINVAL;
+  mm_t *mm = c->mm;
+  /* The guarantees never sum past the execution pool's own size. */
+  uint64_t old_min = c->limit_min, sum = mm_load_relaxed_u64(&mm->guaranteed);
+  for (;;) {
+    uint64_t next = sum - old_min + min_bytes;
+    if (next > mm->pool.exec_init)
+      return MM_ENOMEM;
+    if (mm_cas_acq_rel_u64(&mm->guaranteed, &sum, next))
+      break;
+  }
+  /* No spare from now on: every call takes the exact paths. */
+  c->quantum = 0;
+  mmi_consumer_give_spare(c);
+  /* The reserve: what it does not hold of its new min, from free memory
+   * (the quota parked with others first), or nothing changes. */
+  uint64_t held = mmi_books_held(mm_load_relaxed_u64(&c->books));
+  uint64_t want = min_bytes > held ? min_bytes - held : 0;
+  uint64_t have = mm_load_relaxed_u64(&c->reserve);
+  if (want > have) {
+    uint64_t more = want - have;
+    if (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more) &&
+        !(mmi_consumers_reclaim(mm) &&
+          mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more))) {
+      mm_faa_relaxed_u64(&mm->guaranteed, old_min - min_bytes);
+      return MM_ENOMEM;
+    }
+    mmi_pressure_update(mm);
+    reserve_put(c, more);
+  } else if (want < have) {
+    uint64_t back = reserve_take(c, have - want);
+    if (back)
+      mmi_give_back(mm, MM_POOL_EXECUTION, back);
+  }
+  c->limit_min = min_bytes;
+  c->limit_max = max_bytes;
+  return MM_OK;
+}
+
 mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
                                     size_t max_bytes, int64_t timeout_ns,
                                     size_t *granted) {
@@ -452,30 +590,43 @@ mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
   uint64_t most = max_bytes < mm->cfg.max_execution_request
                       ? max_bytes
                       : mm->cfg.max_execution_request;
-  if (mmi_books_held(mm_load_relaxed_u64(&c->books)) + most > MMI_HELD_MAX)
+  uint64_t held = mmi_books_held(mm_load_relaxed_u64(&c->books));
+  if (held + most > MMI_HELD_MAX)
     most = min_bytes; /* (the min request answers MM_EINVAL if even that
                          would hold too much) */
+  if (c->limit_max && held + most > c->limit_max) {
+    if (held + min_bytes > c->limit_max) {
+      mmi_count(mm, MMI_DECLINED, 1);
+      return MM_ENOMEM; /* past its max */
+    }
+    most = c->limit_max - held;
+  }
   /* What is free, up to the most, when nothing held is in its way: never
    * by eviction or reclaim (those are for the min only).  Its own spare
    * first, then the pool word, then the quota parked with others. */
   if (most > min_bytes &&
       mmi_held_may_take_now(mm, MM_POOL_EXECUTION, MM_NO_WAIT)) {
     mmi_consumer_give_spare(c);
-    uint64_t got = mmi_pool_charge_upto(&mm->pool, MM_POOL_EXECUTION, most);
+    uint64_t t = reserve_take(c, most); /* its guarantee first */
+    uint64_t got = t;
+    got += mmi_pool_charge_upto(&mm->pool, MM_POOL_EXECUTION, most - got);
     if (got < most && mmi_consumers_reclaim(mm))
       got += mmi_pool_charge_upto(&mm->pool, MM_POOL_EXECUTION, most - got);
     if (got >= min_bytes) {
       mmi_pressure_update(mm);
       if (!mmi_consumer_credit(c, got)) {
-        mmi_give_back(mm, MM_POOL_EXECUTION, got);
-        return MM_EINVAL; /* closed */
+        if (got > t)
+          mmi_give_back(mm, MM_POOL_EXECUTION, got - t);
+        reserve_put(c, t);
+        return mmi_consumer_refusal(c); /* closed, or past its max */
       }
       mmi_count(mm, MMI_GRANTED, 1);
       *granted = (size_t)got;
       return MM_OK;
     }
-    if (got)
-      mmi_give_back(mm, MM_POOL_EXECUTION, got); /* less than the min */
+    if (got > t) /* less than the min */
+      mmi_give_back(mm, MM_POOL_EXECUTION, got - t);
+    reserve_put(c, t);
   }
   /* The min, as a request of its own: spare, free memory, eviction,
    * reclaim, holding -- every rule of mm_consumer_acquire. */

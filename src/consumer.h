@@ -47,7 +47,20 @@ struct mm_consumer {
   mm_atomic_u32 reclaim_self; /* may be asked for its own requests */
   mm_reclaim_fn reclaim_fn;
   void *reclaim_ctx;
+  /* Limits (mm_consumer_set_limits, never concurrent with other calls on
+   * it; 0: none).  A limited consumer keeps no spare (quantum 0): its
+   * calls take the exact paths, which keep the limits.  reserve is its
+   * guarantee's part that it does not hold: charged to the pool word,
+   * held by nobody, taken by its own acquires only. */
+  uint64_t limit_min, limit_max;
+  mm_atomic_u64 reserve;
 };
+
+/* Why a credit to a consumer that is not an exec id's own failed: closed,
+ * or it would hold more than its max. */
+static inline mm_status mmi_consumer_refusal(const struct mm_consumer *c) {
+  return mm_load_relaxed_u64(&c->books) == MMI_CLOSED ? MM_EINVAL : MM_ENOMEM;
+}
 
 static inline uint64_t mmi_books_held(uint64_t w) {
   return w == MMI_CLOSED ? 0 : w >> MMI_SPARE_BITS;
@@ -91,8 +104,8 @@ mm_status mmi_consumer_acquire_exact(struct mm_consumer *c, uint64_t bytes,
                                      int64_t timeout_ns,
                                      struct mmi_grant *grant);
 /* Bytes already charged to the pool word for @c become held by it (a
- * grant of the front door); false if @c is closed (the caller gives them
- * back). */
+ * grant of the front door); false if @c is closed or would hold more than
+ * its max (the caller gives them back: mmi_consumer_refusal says which). */
 bool mmi_consumer_credit(struct mm_consumer *c, uint64_t bytes);
 /* Return @bytes @c holds: to its spare quota, the excess over two quanta
  * to the pool word (all of it while requests are held).  MM_EINVAL, and

@@ -195,7 +195,10 @@ static void finish_granted(mm_t *mm, mmi_waiter *w) {
         mmi_block_free(&mm->caches, w->grant->block, w->block_size);
         w->grant->block = NULL;
       }
-      finish_ended(mm, w, c && !c->dflt ? MM_ECANCELED : MM_ENOMEM);
+      finish_ended(mm, w,
+                   c && !c->dflt && mmi_consumer_refusal(c) == MM_EINVAL
+                       ? MM_ECANCELED
+                       : MM_ENOMEM);
       return;
     }
     if (w->grant)

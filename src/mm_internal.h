@@ -51,6 +51,7 @@ struct mm {
   mmi_registry *consumers, *by_exec;
   mm_atomic_u32 next_key;
   mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
+  mm_atomic_u64 guaranteed; /* the consumers' min limits, summed */
   mmi_counters counters;
 };
 

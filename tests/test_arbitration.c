@@ -1,6 +1,6 @@
 /*
  * test_arbitration.c -- how execution memory is shared among consumers:
- * grants of "at least this, at most that".
+ * grants of "at least this, at most that", guarantees and caps.
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -123,11 +123,113 @@ static void test_range_bad_calls(void **state) {
   mm_destroy(mm);
 }
 
+/* A cap: a request past it is declined at once, whatever its timeout; a
+ * range stops at it. */
+static void test_max(void **state) {
+  (void)state;
+  mm_t *mm = create();
+  mm_consumer *a = open_holding(mm, 1, 0);
+  assert_int_equal(mm_consumer_set_limits(a, 0, 100 * KiB), MM_OK);
+  assert_int_equal(mm_consumer_acquire(a, 60 * KiB, MM_NO_WAIT), MM_OK);
+  int64_t t0 = now_ns();
+  assert_int_equal(mm_consumer_acquire(a, 50 * KiB, 5000 * MS), MM_ENOMEM);
+  assert_true(now_ns() - t0 < 2000 * MS); /* not held */
+  void *p = NULL;
+  assert_int_equal(mm_consumer_alloc(a, 50 * KiB, MM_NO_WAIT, &p), MM_ENOMEM);
+  assert_null(p);
+  size_t got = 0;
+  assert_int_equal(
+      mm_consumer_acquire_range(a, 10 * KiB, 1 * MiB, MM_NO_WAIT, &got), MM_OK);
+  assert_int_equal(got, 40 * KiB);
+  assert_int_equal(mm_consumer_held(a), 100 * KiB);
+  assert_int_equal(mm_consumer_acquire_range(a, 1, 2, MM_NO_WAIT, &got),
+                   MM_ENOMEM);
+  assert_int_equal(mm_consumer_release(a, 100 * KiB), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+  mm_consumer_close(a);
+  mm_destroy(mm);
+}
+
+/* A guarantee: reserved when set, taken by its own acquires only, kept
+ * through its releases, given back when it closes. */
+static void test_min(void **state) {
+  (void)state;
+  mm_t *mm = create();
+  mm_consumer *a = open_holding(mm, 1, 0);
+  mm_consumer *b = open_holding(mm, 2, 0);
+  assert_int_equal(mm_consumer_set_limits(a, 300 * KiB, 0), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 300 * KiB);
+  /* Others cannot take it, waiting or not. */
+  assert_int_equal(mm_consumer_acquire(b, 800 * KiB, MM_NO_WAIT), MM_ENOMEM);
+  assert_int_equal(mm_consumer_acquire(b, 800 * KiB, 20 * MS), MM_ETIMEDOUT);
+  assert_int_equal(mm_consumer_acquire(b, 700 * KiB, MM_NO_WAIT), MM_OK);
+  /* Its own acquires take it without touching the pool. */
+  assert_int_equal(mm_consumer_acquire(a, 300 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 1000 * KiB);
+  /* What it releases below its min stays its own. */
+  assert_int_equal(mm_consumer_release(a, 100 * KiB), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 1000 * KiB);
+  assert_int_equal(mm_consumer_acquire(b, 100 * KiB, MM_NO_WAIT), MM_ENOMEM);
+  assert_int_equal(mm_consumer_acquire(a, 100 * KiB, MM_NO_WAIT), MM_OK);
+  /* Above its min it is an ordinary consumer. */
+  assert_int_equal(mm_consumer_acquire(a, 24 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_consumer_release(a, 24 * KiB), MM_OK);
+  assert_int_equal(mm_consumer_acquire(b, 24 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_consumer_release(b, 24 * KiB), MM_OK);
+  /* Closed: everything back. */
+  assert_int_equal(mm_consumer_release(a, 150 * KiB), MM_OK);
+  mm_consumer_close(a);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 700 * KiB);
+  mm_stats s = mm_test_stats(mm);
+  mm_test_check_stats(&s, TOTAL / 2, 0);
+  mm_consumer_close(b);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+  mm_destroy(mm);
+}
+
+/* The guarantees never sum past the execution pool; a reserve that is
+ * not free is refused with nothing changed; limits can be changed. */
+static void test_limits_checked(void **state) {
+  (void)state;
+  mm_t *mm = create(); /* execution pool: 512 KiB */
+  mm_consumer *a = open_holding(mm, 1, 0);
+  mm_consumer *b = open_holding(mm, 2, 0);
+  mm_consumer *c = open_holding(mm, 3, 0);
+  assert_int_equal(mm_consumer_set_limits(NULL, 0, 0), MM_EINVAL);
+  assert_int_equal(mm_consumer_set_limits(a, 2, 1), MM_EINVAL);
+  assert_int_equal(mm_consumer_set_limits(a, 300 * KiB, 0), MM_OK);
+  assert_int_equal(mm_consumer_set_limits(b, 300 * KiB, 0), MM_ENOMEM);
+  assert_int_equal(mm_consumer_set_limits(b, 212 * KiB, 0), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 512 * KiB);
+  /* Lowered: the reserve shrinks. */
+  assert_int_equal(mm_consumer_set_limits(a, 100 * KiB, 0), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 312 * KiB);
+  /* Not free now: refused, nothing changed. */
+  assert_int_equal(mm_consumer_acquire(c, 700 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_consumer_set_limits(a, 200 * KiB, 0), MM_ENOMEM);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 1012 * KiB);
+  assert_int_equal(mm_consumer_set_limits(a, 112 * KiB, 0), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 1024 * KiB);
+  /* Off again: the reserve goes back. */
+  assert_int_equal(mm_consumer_set_limits(a, 0, 0), MM_OK);
+  assert_int_equal(mm_consumer_set_limits(b, 0, 0), MM_OK);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 700 * KiB);
+  assert_int_equal(mm_consumer_set_limits(c, 512 * KiB, 0), MM_OK);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  mm_consumer_close(c);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+  mm_destroy(mm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_range_takes_what_is_free),
       cmocka_unit_test(test_range_evicts_for_the_min_only),
       cmocka_unit_test(test_range_bad_calls),
+      cmocka_unit_test(test_max),
+      cmocka_unit_test(test_min),
+      cmocka_unit_test(test_limits_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
