@@ -201,6 +201,18 @@ typedef struct mm_config {
                                      an execution request that may wait;
                                      default false: evict first (see
                                      "Reclaim") */
+  bool fair_share;                /* Spark's rule for execution memory
+                                     among consumers: with N of them
+                                     holding memory (the requester
+                                     counted), a request that would take
+                                     one past 1/N of what execution could
+                                     have (the budget less storage in use)
+                                     is declined, or held until its share
+                                     grows, and a held request of one
+                                     below 1/2N is granted ahead of all
+                                     others.  Consumers then reserve no
+                                     quota ahead (every acquire is judged
+                                     against its share).  Default false */
 } mm_config;
 
 /*

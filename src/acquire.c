@@ -141,7 +141,12 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   }
 
   int charged = NO_ROOM;
-  if (mmi_held_may_take_now(mm, pool, timeout_ns)) {
+  /* With fair_share, a request past its consumer's share is not charged
+   * now: declined, or held until its share grows. */
+  bool within_share = pool != MM_POOL_EXECUTION || !mm->cfg.fair_share ||
+                      mmi_fair_share_allows(mm, grant ? grant->consumer : NULL,
+                                            id, bytes, NULL);
+  if (within_share && mmi_held_may_take_now(mm, pool, timeout_ns)) {
     /* With reclaim_before_evict, a request that may wait is held before
      * it evicts, and consumers are asked first (held.c). */
     bool may_evict = !(pool == MM_POOL_EXECUTION && timeout_ns != MM_NO_WAIT &&

@@ -64,6 +64,7 @@ mm_status mmi_consumers_init(mm_t *mm) {
   mm_store_relaxed_u32(&mm->next_key, 1);
   mm_store_relaxed_u64(&mm->reclaimers, 0);
   mm_store_relaxed_u64(&mm->guaranteed, 0);
+  mm_store_relaxed_u64(&mm->active, 0);
   return MM_OK;
 no_execs:
   mmi_registry_destroy(mm->by_exec, NULL, NULL);
@@ -87,6 +88,8 @@ void mmi_consumers_fini(mm_t *mm) {
 /* The quantum for a budget: at most 1 MiB and total / 64, at least 4 KiB;
  * below that, the books are exact. */
 static uint64_t quantum_for(const mm_t *mm) {
+  if (mm->cfg.fair_share)
+    return 0; /* every acquire is judged against its share */
   uint64_t q = mm->cfg.total_bytes / 64;
   if (q > QUANTUM_MAX)
     q = QUANTUM_MAX;
@@ -200,8 +203,11 @@ bool mmi_consumer_credit(struct mm_consumer *c, uint64_t bytes) {
       return false; /* (the front door refuses such requests first) */
     if (c->limit_max && mmi_books_held(w) + bytes > c->limit_max)
       return false; /* past its max: a decline */
-    if (mm_cas_acq_rel_u64(&c->books, &w, w + (bytes << MMI_SPARE_BITS)))
+    if (mm_cas_acq_rel_u64(&c->books, &w, w + (bytes << MMI_SPARE_BITS))) {
+      if (c->mm->cfg.fair_share && mmi_books_held(w) == 0)
+        mm_faa_seq_cst_u64(&c->mm->active, 1); /* one more to share */
       return true;
+    }
   }
   return false;
 }
@@ -406,6 +412,9 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
   }
   if (c->limit_min) /* below its min: kept as its reserve */
     back -= reserve_keep(c, mmi_books_held(w) - take, back);
+  /* One fewer to share: before the give-back, whose news it is too. */
+  if (mm->cfg.fair_share && take && mmi_books_held(w) == take)
+    mm_faa_seq_cst_u64(&mm->active, (uint64_t)-1);
   if (mmi_anyone_held(mm))
     back += take_spare(c); /* held requests see every byte at once */
   if (back)
@@ -447,6 +456,8 @@ uint64_t mmi_consumer_shut(struct mm_consumer *c) {
   (void)mmi_registry_remove(mm->consumers, &c->node);
   mmi_rcu_read_unlock();
   uint64_t all = mmi_books_held(w) + mmi_books_spare(w);
+  if (mm->cfg.fair_share && mmi_books_held(w))
+    mm_faa_seq_cst_u64(&mm->active, (uint64_t)-1);
   if (c->limit_min) { /* its guarantee goes too */
     all += mm_fas_seq_cst_u64(&c->reserve, 0);
     mm_faa_relaxed_u64(&mm->guaranteed, (uint64_t)0 - c->limit_min);
@@ -532,6 +543,19 @@ mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
     return MM_OK;
   }
   return mmi_consumer_acquire(c, bytes, timeout_ns, NULL);
+}
+
+bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
+                           uint64_t bytes, bool *first) {
+  if (!c)
+    c = mmi_exec_own(mm, exec_id, false, NULL);
+  uint64_t held = c ? mmi_books_held(mm_load_relaxed_u64(&c->books)) : 0;
+  uint64_t n = mm_load_seq_cst_u64(&mm->active) + (held == 0);
+  uint64_t storage = mmi_pool_storage_used(&mm->pool);
+  uint64_t pool = mm->pool.total > storage ? mm->pool.total - storage : 0;
+  if (first)
+    *first = held < pool / (2 * n);
+  return held + bytes <= pool / n;
 }
 
 mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,

@@ -327,13 +327,29 @@ static mmi_evict_result pass_evict(mm_t *mm, mmi_waiter *w,
   return r;
 }
 
-enum { TRY_GRANTED, TRY_ENDED, TRY_NO_FIT };
+enum { TRY_GRANTED, TRY_ENDED, TRY_NO_FIT, TRY_NO_SHARE };
+
+/* With fair_share: is @w within its consumer's share (and *@first, is its
+ * consumer below half of it)? */
+static bool within_share(mm_t *mm, mmi_waiter *w, bool *first) {
+  if (first)
+    *first = false;
+  if (w->pool != MM_POOL_EXECUTION || !mm->cfg.fair_share)
+    return true;
+  mmi_rcu_read_lock();
+  bool ok = mmi_fair_share_allows(mm, w->asker, w->id, w->bytes, first);
+  mmi_rcu_read_unlock();
+  return ok;
+}
 
 /* Grant @w now if it fits: from free memory, or by eviction.  Baton
  * held.  Returns TRY_GRANTED (booked and delivered), TRY_ENDED (a deadline,
- * a cancel or the allocator ended it meanwhile) or TRY_NO_FIT. */
+ * a cancel or the allocator ended it meanwhile), TRY_NO_FIT, or
+ * TRY_NO_SHARE (fair_share: past its consumer's share). */
 static int try_grant(mm_t *mm, mmi_waiter *w, uint64_t no_room_from[2]) {
   int r;
+  if (!within_share(mm, w, NULL))
+    return TRY_NO_SHARE; /* until its share grows: bars nobody */
   /* (A storage waiter's charge is unsettled until its page is live: the
    * protected floor must not count it; evict.c.) */
   if (w->pool == MM_POOL_STORAGE
@@ -399,19 +415,33 @@ static void dispatch_pass(mm_t *mm) {
   /* After an eviction fails for a request, none is tried for requests as
    * large in the same pool in this pass (a failed one is costly). */
   uint64_t no_room_from[2] = {UINT64_MAX, UINT64_MAX};
+  /* With fair_share, a consumer below half its share goes first, before
+   * any other and past any bar (Spark's 1/2N); the loop below then only
+   * unlinks those granted here. */
+  if (mm->cfg.fair_share)
+    for (mmi_waiter *f = h->head; f; f = f->next) {
+      bool first;
+      if (mm_load_acquire_u32(&f->state) == W_WAITING &&
+          !(f->cb && f->deadline_ns <= now) && within_share(mm, f, &first) &&
+          first)
+        (void)try_grant(mm, f, no_room_from);
+    }
   bool blocked[2] = {false, false};
   int64_t bar_at[2] = {MM_FOREVER_NS, MM_FOREVER_NS};
   mmi_waiter *prev = NULL, *w = h->head;
   while (w) {
     mmi_waiter *next = w->next;
     bool done = true;
+    int tried;
     if (mm_load_acquire_u32(&w->state) != W_WAITING) {
       /* ended by its own deadline or a cancel: only unlink it */
     } else if (w->cb && w->deadline_ns <= now) {
       (void)try_end(mm, w, W_TIMED_OUT, MM_ETIMEDOUT);
     } else if (blocked[w->pool]) {
       done = false;
-    } else if (try_grant(mm, w, no_room_from) == TRY_NO_FIT) {
+    } else if ((tried = try_grant(mm, w, no_room_from)) == TRY_NO_SHARE) {
+      done = false; /* waits for its share, not for memory: no bar */
+    } else if (tried == TRY_NO_FIT) {
       /* Does not fit.  Once starved, nothing younger that competes for
        * its bytes goes first: its pool, and the other pool too when it may
        * borrow from it (execution always; storage with

@@ -52,6 +52,7 @@ struct mm {
   mm_atomic_u32 next_key;
   mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
   mm_atomic_u64 guaranteed; /* the consumers' min limits, summed */
+  mm_atomic_u64 active;     /* fair_share: consumers holding memory now */
   mmi_counters counters;
 };
 
@@ -159,6 +160,15 @@ mm_status mmi_exec_charge(mm_t *mm, uint64_t exec_id, uint64_t bytes,
 struct mm_consumer *mmi_exec_own_here(mm_t *mm, uint64_t exec_id, bool *put);
 /* Let go of every consumer the threads remember (mm_destroy). */
 void mmi_exec_forget_all(mm_t *mm);
+
+/* ---- consumer.c: fair shares ---- */
+/* With fair_share: may the request of @bytes by @c (NULL: @exec_id's own
+ * consumer) be granted without taking it past 1/N of the memory
+ * execution could have (N: the consumers holding memory, counting it)?
+ * *@first, if set: is it below 1/2N, to be granted ahead of others?  In
+ * a read section. */
+bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
+                           uint64_t bytes, bool *first);
 
 /* ---- reclaim.c: asking consumers to give memory back ---- */
 /* Ask consumers with a reclaim callback, the one holding most first, for

@@ -1,7 +1,9 @@
 /*
  * test_arbitration.c -- how execution memory is shared among consumers:
- * grants of "at least this, at most that", guarantees and caps.
+ * grants of "at least this, at most that", guarantees and caps, and
+ * Spark's fair shares.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -222,6 +224,119 @@ static void test_limits_checked(void **state) {
   mm_destroy(mm);
 }
 
+/* ---- fair shares ---------------------------------------------------- */
+
+static mm_t *create_fair(bool fair, int64_t overtake_ns) {
+  mm_config cfg = {.total_bytes = TOTAL, .max_execution_request = TOTAL};
+  cfg.overtake_limit_ns = overtake_ns;
+  cfg.fair_share = fair;
+  mm_t *mm;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  return mm;
+}
+
+/* Past 1/N (the requester counted): declined. */
+static void test_fair_share_declines(void **state) {
+  (void)state;
+  mm_t *mm = create_fair(true, NEVER_STARVES);
+  mm_consumer *a = open_holding(mm, 1, 400 * KiB); /* alone: all of it */
+  mm_consumer *b = open_holding(mm, 2, 0);
+  assert_int_equal(mm_consumer_acquire(b, 600 * KiB, MM_NO_WAIT), MM_ENOMEM);
+  assert_int_equal(mm_consumer_acquire(b, 500 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_consumer_acquire(a, 200 * KiB, MM_NO_WAIT), MM_ENOMEM);
+  assert_int_equal(mm_consumer_acquire(a, 100 * KiB, MM_NO_WAIT), MM_OK);
+  /* By exec id too: its own consumer is one more. */
+  assert_int_equal(mm_acquire_execution(mm, 9, 100 * KiB, MM_NO_WAIT),
+                   MM_ENOMEM); /* 1/3 would do, but only 24 KiB is free */
+  assert_int_equal(mm_consumer_release(b, 500 * KiB), MM_OK);
+  assert_int_equal(mm_acquire_execution(mm, 9, 600 * KiB, MM_NO_WAIT),
+                   MM_ENOMEM); /* past 1/2 */
+  assert_int_equal(mm_acquire_execution(mm, 9, 500 * KiB, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_release_execution(mm, 9, 500 * KiB), MM_OK);
+  mm_stats s = mm_test_stats(mm);
+  mm_test_check_stats(&s, TOTAL / 2, 0);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+  mm_destroy(mm);
+}
+
+struct req {
+  mm_consumer *c;
+  size_t bytes;
+  int64_t timeout;
+  atomic_int st;
+};
+
+static void *req_run(void *arg) {
+  struct req *r = arg;
+  atomic_store(&r->st, (int)mm_consumer_acquire(r->c, r->bytes, r->timeout));
+  return NULL;
+}
+
+static void start(pthread_t *t, struct req *r, mm_consumer *c, size_t bytes,
+                  int64_t timeout) {
+  r->c = c;
+  r->bytes = bytes;
+  r->timeout = timeout;
+  atomic_store(&r->st, -1);
+  assert_int_equal(pthread_create(t, NULL, req_run, r), 0);
+}
+
+/* Held past its share, and granted once its share grows (the other
+ * consumer lets go of all it holds), not before. */
+static void test_fair_share_holds_until_share_grows(void **state) {
+  (void)state;
+  mm_t *mm = create_fair(true, NEVER_STARVES);
+  mm_consumer *a = open_holding(mm, 1, 300 * KiB);
+  mm_consumer *b = open_holding(mm, 2, 0);
+  assert_int_equal(mm_consumer_acquire(b, 500 * KiB, MM_NO_WAIT), MM_OK);
+  pthread_t t;
+  struct req r;
+  start(&t, &r, a, 300 * KiB, 5000 * MS); /* to 600 KiB: past 1/2 */
+  EVENTUALLY(mm_test_stats(mm).held_now == 1);
+  /* Memory enough for it, but not its share. */
+  assert_int_equal(mm_consumer_release(b, 400 * KiB), MM_OK);
+  assert_int_equal(mm_test_stats(mm).held_now, 1);
+  assert_int_equal(atomic_load(&r.st), -1);
+  assert_int_equal(mm_consumer_release(b, 100 * KiB), MM_OK); /* N = 1 */
+  pthread_join(t, NULL);
+  assert_int_equal(atomic_load(&r.st), MM_OK);
+  assert_int_equal(mm_consumer_held(a), 600 * KiB);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  mm_destroy(mm);
+}
+
+/* A consumer below 1/2N is granted ahead of all others, even past a
+ * starved request's bar; without fair shares it waits behind the bar. */
+static void test_fair_share_first_below_half(void **state) {
+  (void)state;
+  for (int fair = 1; fair >= 0; fair--) {
+    mm_t *mm = create_fair(fair, STARVES_AT_ONCE);
+    mm_consumer *a = open_holding(mm, 1, 600 * KiB);
+    mm_consumer *d = open_holding(mm, 2, 0);
+    mm_consumer *e = open_holding(mm, 3, 0);
+    pthread_t t;
+    struct req r;
+    start(&t, &r, d, 500 * KiB, 5000 * MS); /* does not fit: 424 free */
+    EVENTUALLY(mm_test_stats(mm).held_now == 1);
+    sleep_ms(5); /* d is starved now, and bars younger requests */
+    mm_status st = mm_consumer_acquire(e, 100 * KiB, 50 * MS);
+    assert_int_equal(st, fair ? MM_OK : MM_ETIMEDOUT);
+    if (st == MM_OK)
+      assert_int_equal(mm_consumer_release(e, 100 * KiB), MM_OK);
+    assert_int_equal(mm_consumer_release(a, 600 * KiB), MM_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(atomic_load(&r.st), MM_OK);
+    mm_consumer_close(a);
+    mm_consumer_close(d);
+    mm_consumer_close(e);
+    assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+    mm_destroy(mm);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_range_takes_what_is_free),
@@ -230,6 +345,9 @@ int main(void) {
       cmocka_unit_test(test_max),
       cmocka_unit_test(test_min),
       cmocka_unit_test(test_limits_checked),
+      cmocka_unit_test(test_fair_share_declines),
+      cmocka_unit_test(test_fair_share_holds_until_share_grows),
+      cmocka_unit_test(test_fair_share_first_below_half),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
