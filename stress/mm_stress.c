@@ -27,6 +27,12 @@
  *                that four query threads share at once, from which they
  *                allocate and free blocks of 16 B to 16 KiB and acquire
  *                and release 64 KiB to 1 MiB (some of it waiting 1 ms).
+ *                And each query thread has a sorter: a consumer whose runs
+ *                of 256 KiB to 1 MiB may wait 1 or 5 ms, kept until the
+ *                query ends, and spilled (to a counter, not a disk) when
+ *                another thread's held request asks it (its reclaim
+ *                callback); the report counts the callbacks, the bytes
+ *                they gave back and the time they took.
  *   mixed        both, half the threads each (the default).
  *   adversarial  a 4 MiB budget, pages pinned in bulk, requests at the
  *                exact limits, cancel storms, exec ids that vanish and are

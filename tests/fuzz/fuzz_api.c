@@ -98,6 +98,8 @@ static void fail(const char *fmt, ...) {
            mm_strerror(want_));                                                \
   } while (0)
 
+static bool trace; /* FUZZ_API_TRACE=1: print each call's outcome */
+
 /* ---- the model ---------------------------------------------------------- */
 
 typedef struct mpage {
@@ -124,6 +126,11 @@ typedef struct mbook {
   mm_consumer *h; /* handles: NULL while the slot is free */
   unsigned exec_id;
   bool closed; /* handles: closed by mm_release_all_execution */
+  /* Handles: limits (the pool charges max(held, min): the reserve), and a
+   * reclaim callback (fuzz_reclaim) that gives back what it is asked
+   * for, or nothing. */
+  uint64_t min, max;
+  bool reclaims, gives, self;
 } mbook;
 
 typedef struct mblock {
@@ -157,6 +164,18 @@ static bool book_open(unsigned b) {
   return b < NIDS || (m.book[b].h && !m.book[b].closed);
 }
 
+/* What books holding @held charge the pool: a guarantee is reserved. */
+static uint64_t charged_at(const mbook *bk, uint64_t held) {
+  return held > bk->min ? held : bk->min;
+}
+
+/* Books @b hold @held now (their reserve follows). */
+static void book_set(unsigned b, uint64_t held) {
+  mbook *bk = &m.book[b];
+  m.used_e = m.used_e - charged_at(bk, bk->held) + charged_at(bk, held);
+  bk->held = held;
+}
+
 static bool orphan(const mblock *k) { return k->gen != m.book[k->book].gen; }
 
 /* What mm_execution_held(id) sums: the id's own books and its handles'. */
@@ -174,17 +193,19 @@ static void model_free(mblock *k) {
   if (!orphan(k)) {
     mbook *bk = &m.book[k->book];
     uint64_t back = bk->held < k->charged ? bk->held : k->charged;
-    bk->held -= back;
-    m.used_e -= back;
+    book_set(k->book, bk->held - back);
   }
   k->p = NULL;
 }
 
 /* The books close: what they hold goes back, their blocks are orphans. */
 static void model_close(unsigned b) {
-  m.used_e -= m.book[b].held;
-  m.book[b].held = 0;
-  m.book[b].gen++;
+  mbook *bk = &m.book[b];
+  m.used_e -= charged_at(bk, bk->held); /* and its reserve */
+  bk->held = 0;
+  bk->min = bk->max = 0;
+  bk->reclaims = false;
+  bk->gen++;
 }
 
 /* Evictions reported by the callback during the current call. */
@@ -301,8 +322,6 @@ static uint64_t round_pages(uint64_t bytes) {
 /* ---- the checks after every call ---------------------------------------- */
 
 static mm_t *mm;
-
-static bool trace; /* FUZZ_API_TRACE=1: print each call's outcome */
 
 static void check_picture(const char *after) {
   mm_stats s;
@@ -492,6 +511,80 @@ static mm_status call_consumer(mm_consumer *h, enum how how, size_t n,
   return st;
 }
 
+/* ---- reclaim: followed, not predicted ------------------------------------
+ *
+ * A held execution request asks the consumers that have a callback to
+ * give memory back.  The callbacks (fuzz_reclaim) take what they give off
+ * the model's books as they release it, and check the walk's rules: only
+ * inside a held request, never the requester unless it opted in, never a
+ * consumer holding nothing, nobody twice, the one holding most first, and
+ * never for more than the request lacks.  After the call the model judges
+ * the answer from the books as the callbacks left them.
+ */
+static struct {
+  bool may;           /* the call under way may be held, and ask */
+  unsigned req;       /* its books */
+  uint64_t rest;      /* what it asks of the pool */
+  bool could;         /* someone could be asked when it began */
+  unsigned asked;     /* callbacks run */
+  uint64_t last_held; /* what the last one asked held */
+  bool seen[NBOOK];
+} rc;
+
+/* Is there a consumer a request of books @req would ask? */
+static bool reclaimable_for(unsigned req) {
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    if (book_open(b) && m.book[b].reclaims && m.book[b].held &&
+        (b != req || m.book[b].self))
+      return true;
+  return false;
+}
+
+static void reclaim_begin(unsigned req, bool may, uint64_t rest) {
+  memset(&rc, 0, sizeof rc);
+  rc.may = may;
+  rc.req = req;
+  rc.rest = rest;
+  rc.last_held = UINT64_MAX;
+  rc.could = may && reclaimable_for(req);
+}
+
+/* After the call: did callbacks run (the plan must be made again)?  A
+ * request that could not be met and was held must have asked, if anyone
+ * could be asked. */
+static bool reclaim_end(plan before) {
+  if (rc.could && before.v == NO)
+    EXPECT(rc.asked > 0, "a held request asked nobody");
+  rc.may = false;
+  return rc.asked > 0;
+}
+
+static size_t fuzz_reclaim(void *ctx, mm_consumer *c, size_t wanted) {
+  unsigned b = (unsigned)(uintptr_t)ctx;
+  mbook *bk = &m.book[b];
+  EXPECT(in_call && rc.may, "a reclaim callback outside a held request");
+  EXPECT(b < NBOOK && c == bk->h && bk->reclaims, "a callback of another");
+  EXPECT(b != rc.req || bk->self, "the requester was asked");
+  EXPECT(!rc.seen[b], "a consumer asked twice for one request");
+  EXPECT(bk->held > 0, "a consumer holding nothing was asked");
+  EXPECT(bk->held <= rc.last_held, "not the one holding most first");
+  EXPECT(wanted > 0 && wanted <= rc.rest, "asked for %zu of a request of %llu",
+         wanted, (unsigned long long)rc.rest);
+  rc.seen[b] = true;
+  rc.asked++;
+  rc.last_held = bk->held;
+  if (trace)
+    fprintf(stderr, "  reclaim: consumer %u (holding %llu) asked for %zu%s\n",
+            b, (unsigned long long)bk->held, wanted,
+            bk->gives ? "" : ", gives nothing");
+  if (!bk->gives)
+    return 0;
+  size_t give = wanted < bk->held ? (size_t)wanted : (size_t)bk->held;
+  book_set(b, bk->held - give); /* first: the release may grant at once */
+  EXPECT_ST(mm_consumer_release(c, give), MM_OK, "release from reclaim");
+  return give;
+}
+
 static int free_slot(void) {
   for (int i = 0; i < NBLK; i++)
     if (!m.blk[i].p)
@@ -531,12 +624,29 @@ static void op_charge(input *in, unsigned b, enum how how) {
     charge = mmi_backing_size(&mm->backing, bytes);
     invalid = charge == 0 || charge > m.total;
   }
-  plan p = invalid ? (plan){NO, 0} : plan_for(MM_POOL_EXECUTION, charge);
+  mbook *bk = &m.book[b];
+  bool capped = !invalid && bk->max && bk->held + charge > bk->max;
+  /* What the pool must add: above the reserve only. */
+  uint64_t rest =
+      invalid ? 0
+              : charged_at(bk, bk->held + charge) - charged_at(bk, bk->held);
+  plan p = invalid || capped ? (plan){NO, 0}
+           : rest            ? plan_for(MM_POOL_EXECUTION, rest)
+                             : (plan){FITS, 0};
+  /* Past its max: declined at once, whatever its timeout. */
+  int64_t judged = capped ? MM_NO_WAIT : timeout;
   void *blk = NULL;
+  reclaim_begin(b,
+                !invalid && !capped && p.v != FITS && p.v != EVICTS &&
+                    timeout != MM_NO_WAIT,
+                rest);
   mm_status st =
       b < NIDS ? call_acquire(MM_POOL_EXECUTION, how != ACQUIRE, b, bytes,
                               timeout, fault, &blk, NULL)
                : call_consumer(m.book[b].h, how, n, size, timeout, fault, &blk);
+  if (reclaim_end(p))
+    p = plan_for(MM_POOL_EXECUTION,
+                 charged_at(bk, bk->held + charge) - charged_at(bk, bk->held));
   const char *what = b < NIDS ? (how ? "mm_exec_alloc" : "mm_acquire_execution")
                      : how == ACQUIRE ? "mm_consumer_acquire"
                      : how == ALLOC   ? "mm_consumer_alloc"
@@ -545,16 +655,15 @@ static void op_charge(input *in, unsigned b, enum how how) {
     EXPECT(st == MM_EINVAL, "%s(%zu x %zu, charge %llu, timeout %lld): got %s",
            what, n, size, (unsigned long long)charge, (long long)timeout,
            mm_strerror(st));
-  } else if (fault && st == MM_ENOMEM && acceptable(p, timeout, MM_OK)) {
+  } else if (fault && st == MM_ENOMEM && acceptable(p, judged, MM_OK)) {
     /* the allocator failed: declined, nothing charged or evicted */
   } else {
-    EXPECT(acceptable(p, timeout, st), "%s(%zu): got %s", what, bytes,
+    EXPECT(acceptable(p, judged, st), "%s(%zu): got %s", what, bytes,
            mm_strerror(st));
   }
   settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK);
   if (st == MM_OK) {
-    m.used_e += charge;
-    m.book[b].held += charge;
+    book_set(b, bk->held + charge);
     if (how != ACQUIRE)
       model_block(slot, blk, b, charge, bytes, how == CALLOC);
   }
@@ -681,6 +790,8 @@ static void op_consumer(input *in) {
       bk->exec_id = id;
       bk->closed = false;
       bk->held = 0;
+      bk->min = bk->max = 0;
+      bk->reclaims = bk->gives = bk->self = false;
     } else {
       EXPECT_ST(mm_consumer_close(bk->h), MM_OK, "mm_consumer_close");
       if (book_open(b))
@@ -709,8 +820,7 @@ static void op_consumer(input *in) {
       EXPECT_ST(st, MM_EINVAL, "mm_consumer_release");
     } else {
       EXPECT_ST(st, MM_OK, "mm_consumer_release");
-      bk->held -= bytes;
-      m.used_e -= bytes;
+      book_set(b, bk->held - bytes);
     }
     check_picture("mm_consumer_release");
     return;
@@ -734,11 +844,25 @@ static void op_consumer(input *in) {
   uint64_t charge = invalid ? 0 : mmi_backing_size(&mm->backing, size);
   invalid = invalid || charge == 0 || charge > m.total;
   bool stays = !invalid && old && charge <= blk->charged;
-  plan p =
-      invalid || stays ? (plan){FITS, 0} : plan_for(MM_POOL_EXECUTION, charge);
+  bool capped = !invalid && !stays && bk->max && bk->held + charge > bk->max;
+  uint64_t rest = invalid || stays ? 0
+                                   : charged_at(bk, bk->held + charge) -
+                                         charged_at(bk, bk->held);
+  plan p = invalid || stays ? (plan){FITS, 0}
+           : capped         ? (plan){NO, 0}
+           : rest           ? plan_for(MM_POOL_EXECUTION, rest)
+                            : (plan){FITS, 0};
+  int64_t judged = capped ? MM_NO_WAIT : timeout; /* declined at once */
+  reclaim_begin(b,
+                !invalid && !stays && !capped && p.v != FITS && p.v != EVICTS &&
+                    timeout != MM_NO_WAIT,
+                rest);
   in_call = true;
   mm_status st = mm_consumer_realloc(bk->h, old, size, timeout, &out);
   in_call = false;
+  if (reclaim_end(p))
+    p = plan_for(MM_POOL_EXECUTION,
+                 charged_at(bk, bk->held + charge) - charged_at(bk, bk->held));
   if (invalid) {
     EXPECT_ST(st, MM_EINVAL, "mm_consumer_realloc");
     EXPECT(out == (void *)1, "mm_consumer_realloc wrote *out on failure");
@@ -746,7 +870,7 @@ static void op_consumer(input *in) {
     EXPECT_ST(st, MM_OK, "mm_consumer_realloc(in place)");
     EXPECT(out == old, "a block that fits its class moved");
   } else {
-    EXPECT(acceptable(p, timeout, st), "mm_consumer_realloc(%zu): got %s", size,
+    EXPECT(acceptable(p, judged, st), "mm_consumer_realloc(%zu): got %s", size,
            mm_strerror(st));
   }
   settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK && !stays);
@@ -754,8 +878,7 @@ static void op_consumer(input *in) {
     size_t keep = old ? (blk->size < size ? blk->size : size) : 0;
     for (size_t i = 0; i < keep; i++)
       EXPECT(((uint8_t *)out)[i] == blk->stamp, "realloc lost the contents");
-    m.used_e += charge;
-    bk->held += charge;
+    book_set(b, bk->held + charge);
     if (old)
       model_free(blk);
     model_block(slot, out, b, charge, size, false);
@@ -763,6 +886,143 @@ static void op_consumer(input *in) {
     blk->size = size < blk->size ? size : blk->size;
   }
   check_picture("mm_consumer_realloc");
+}
+
+/* Consumers sharing execution memory: ranges, limits, reclaim callbacks. */
+static void op_share(input *in) {
+  uint8_t k = byte(in);
+  unsigned b = NIDS + k % NCONS;
+  mbook *bk = &m.book[b];
+  if (!bk->h)
+    return;
+  uint64_t free_now = m.total - m.used_e - m.used_s;
+  switch (k / NCONS % 4) {
+  case 0:
+  case 1: { /* mm_consumer_acquire_range */
+    size_t lo = size_arg(in), hi;
+    switch (byte(in) % 4) {
+    case 0:
+      hi = lo;
+      break;
+    case 1:
+      hi = lo > SIZE_MAX / 2 ? SIZE_MAX : 2 * lo + PAGE;
+      break;
+    case 2:
+      hi = lo ? lo - 1 : 0; /* invalid */
+      break;
+    default:
+      hi = SIZE_MAX;
+    }
+    int64_t timeout = timeout_arg(in);
+    bool null_out = byte(in) % 16 == 0;
+    size_t got = 7;
+    bool invalid = !book_open(b) || null_out || lo == 0 || hi < lo ||
+                   lo > m.max_exec || timeout < -1;
+    if (invalid) {
+      EXPECT_ST(mm_consumer_acquire_range(bk->h, lo, hi, timeout,
+                                          null_out ? NULL : &got),
+                MM_EINVAL, "mm_consumer_acquire_range(invalid)");
+      EXPECT(null_out || got == 0, "a refused range granted %zu", got);
+      check_picture("mm_consumer_acquire_range(invalid)");
+      return;
+    }
+    uint64_t most = hi < m.max_exec ? hi : m.max_exec, want = 0;
+    plan p = {FITS, 0};
+    mm_status expect_st = MM_OK;
+    bool min_path = false;
+    if (bk->max && bk->held + lo > bk->max) {
+      expect_st = MM_ENOMEM; /* past its max, at once */
+      p = (plan){NO, 0};
+    } else {
+      if (bk->max && bk->held + most > bk->max)
+        most = bk->max - bk->held;
+      uint64_t avail = charged_at(bk, bk->held) - bk->held + free_now;
+      want = most < avail ? most : avail;
+      if (most == lo || want < lo) { /* a request of the min */
+        min_path = true;
+        want = lo;
+        uint64_t rest =
+            charged_at(bk, bk->held + lo) - charged_at(bk, bk->held);
+        p = rest ? plan_for(MM_POOL_EXECUTION, rest) : (plan){FITS, 0};
+        reclaim_begin(b, p.v != FITS && p.v != EVICTS && timeout != MM_NO_WAIT,
+                      rest);
+      }
+    }
+    in_call = true;
+    mm_status st = mm_consumer_acquire_range(bk->h, lo, hi, timeout, &got);
+    in_call = false;
+    if (min_path && reclaim_end(p))
+      p = plan_for(MM_POOL_EXECUTION,
+                   charged_at(bk, bk->held + lo) - charged_at(bk, bk->held));
+    if (expect_st == MM_ENOMEM)
+      EXPECT_ST(st, MM_ENOMEM, "mm_consumer_acquire_range(past its max)");
+    else if (min_path)
+      EXPECT(acceptable(p, timeout, st),
+             "mm_consumer_acquire_range(%zu..%zu): "
+             "got %s",
+             lo, hi, mm_strerror(st));
+    else
+      EXPECT_ST(st, MM_OK, "mm_consumer_acquire_range(free)");
+    settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK);
+    EXPECT(got == (st == MM_OK ? want : 0), "range granted %zu, model %llu",
+           got, (unsigned long long)(st == MM_OK ? want : 0));
+    if (st == MM_OK)
+      book_set(b, bk->held + want);
+    check_picture("mm_consumer_acquire_range");
+    return;
+  }
+  case 2: { /* mm_consumer_set_limits */
+    static const uint8_t mins[] = {0, 1, 2, 4, 8, 0, 255, 3};
+    uint8_t a = byte(in), z = byte(in);
+    uint64_t lo = a % 8 == 6   ? m.exec_init + 1
+                  : a % 8 == 5 ? m.exec_init
+                               : (uint64_t)mins[a % 8] * PAGE;
+    uint64_t hi = z % 4 == 0   ? 0
+                  : z % 4 == 1 ? lo + PAGE * (z / 4 % 8)
+                  : z % 4 == 2 ? (lo ? lo - 1 : 0)
+                               : bk->held + PAGE;
+    mm_status st = mm_consumer_set_limits(bk->h, lo, hi);
+    uint64_t sum = lo;
+    for (unsigned o = NIDS; o < NBOOK; o++)
+      if (o != b && book_open(o))
+        sum += m.book[o].min;
+    mbook next = *bk;
+    next.min = lo;
+    uint64_t more_old = charged_at(bk, bk->held);
+    uint64_t more_new = charged_at(&next, bk->held);
+    if (!book_open(b) || (hi && lo > hi)) {
+      EXPECT_ST(st, MM_EINVAL, "mm_consumer_set_limits(invalid)");
+    } else if (sum > m.exec_init ||
+               (more_new > more_old && more_new - more_old > free_now)) {
+      EXPECT_ST(st, MM_ENOMEM, "mm_consumer_set_limits(no room)");
+    } else {
+      EXPECT_ST(st, MM_OK, "mm_consumer_set_limits");
+      m.used_e = m.used_e - more_old + more_new;
+      bk->min = lo;
+      bk->max = hi;
+    }
+    check_picture("mm_consumer_set_limits");
+    return;
+  }
+  default: { /* mm_consumer_set_reclaim, mm_consumer_set_self_reclaim */
+    uint8_t a = byte(in);
+    bool on = a & 1, self = a & 4;
+    mm_status st = mm_consumer_set_reclaim(bk->h, on ? fuzz_reclaim : NULL,
+                                           (void *)(uintptr_t)b);
+    mm_status st2 = mm_consumer_set_self_reclaim(bk->h, self);
+    if (!book_open(b)) {
+      EXPECT_ST(st, MM_EINVAL, "mm_consumer_set_reclaim(closed)");
+      EXPECT_ST(st2, MM_EINVAL, "mm_consumer_set_self_reclaim(closed)");
+    } else {
+      EXPECT_ST(st, MM_OK, "mm_consumer_set_reclaim");
+      EXPECT_ST(st2, MM_OK, "mm_consumer_set_self_reclaim");
+      bk->reclaims = on;
+      bk->gives = a & 2;
+      bk->self = self;
+    }
+    check_picture("mm_consumer_set_reclaim");
+  }
+  }
 }
 
 static void op_acquire_storage(input *in, bool alloc, bool handle) {
@@ -952,6 +1212,13 @@ static void op_async(input *in) {
   plan p = invalid || exists ? (plan){NO, 0} : plan_for((mm_pool)pool, charge);
   if (p.v == MAYBE)
     return; /* the answer would depend on which pages are picked */
+  bool any_reclaims = false;
+  for (unsigned b = NIDS; b < NBOOK; b++)
+    any_reclaims |= book_open(b) && m.book[b].reclaims;
+  if (pool == MM_POOL_EXECUTION && p.v == NO && timeout != MM_NO_WAIT &&
+      any_reclaims)
+    return; /* its consumers would be asked on the service thread, while
+               this thread goes on: the model could not follow */
   int calls = atomic_load(&async_calls);
   uint64_t ticket = 77;
   in_call = true;
@@ -1156,7 +1423,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   EXPECT_ST(st, MM_OK, "mm_create");
   check_picture("mm_create");
   for (int ops = 0; in.n && ops < 256; ops++) {
-    switch (byte(&in) % 14) {
+    switch (byte(&in) % 16) {
     case 0:
       op_acquire_exec(&in, false);
       break;
@@ -1191,6 +1458,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     case 13:
       op_handle(&in);
+      break;
+    case 14:
+    case 15:
+      op_share(&in);
       break;
     default:
       op_null(&in);

@@ -125,6 +125,23 @@ def h_alloc(slot, pid, sz, timeout=NO_WAIT, fault=False):
     return [13, 0, pid] + sz + [timeout, 0 if fault else 1, slot]
 
 
+def s_range(slot, lo, hi_mode, timeout=NO_WAIT):
+    """hi_mode: 0 the min, 1 twice it and a page, 2 below it (invalid),
+    3 unbounded."""
+    return [14, slot] + lo + [hi_mode, timeout, 1]
+
+
+def s_limits(slot, lo, hi):
+    """lo indexes fuzz_api's mins (pages: 0, 1, 2, 4, 8; 5 the execution
+    pool, 6 one byte more); hi: 0 none, 1 + 4 * k: lo + k pages, 2 below
+    lo, 3 a page above what it holds."""
+    return [14, slot + NCONS * 2, lo, hi]
+
+
+def s_reclaim(slot, on=True, gives=True, self_=False):
+    return [14, slot + NCONS * 3, int(on) | 2 * int(gives) | 4 * int(self_)]
+
+
 H_OPS = {"pin": 1, "unpin": 2, "release": 3, "data": 4, "put": 5}
 
 
@@ -214,6 +231,21 @@ SEEDS = {
         acquire_exec(3, size("free")) + c_acquire(0, size("tiny", 1)) +
         c_release(1, 0) + acquire_exec(3, size("pages", 2)) +
         c_release(0, 1) + release_all(3) + c_close(2),
+    # consumers asked to give memory back for a held request, the one
+    # holding most first; one that gives nothing; a guarantee; a cap; a
+    # range that takes what is free
+    "reclaim": config(pages=62) + c_open(0, 0) + c_open(1, 1) +
+        c_open(2, 2) + c_acquire(1, size("pages", 8)) +
+        c_acquire(2, size("pages", 8)) + c_acquire(2, size("pages", 8)) +
+        s_reclaim(1, gives=False) + s_reclaim(2) +
+        acquire_exec(3, size("free")) +
+        c_acquire(0, size("pages", 4), TIMEOUT_1US) +
+        c_acquire(0, size("pages", 8), TIMEOUT_1US) +
+        s_reclaim(0, self_=True) + c_acquire(0, size("pages", 2), TIMEOUT_1US) +
+        release_all(3) + s_limits(1, 3, 1 + 4 * 2) +
+        c_acquire(1, size("pages", 8)) + s_range(1, size("pages", 1), 3) +
+        s_range(2, size("pages", 1), 1) + s_range(0, size("pages", 2), 2) +
+        s_limits(0, 6, 0) + s_limits(1, 0, 0) + c_close(1),
     # page handles: pins through them, a release refused while pinned,
     # a page evicted under its handle, an id registered again
     "handles": config(pages=6) + h_alloc(0, 1, size("pages", 1)) +
