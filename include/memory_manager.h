@@ -736,6 +736,10 @@ MM_API mm_status mm_consumer_open(mm_t *mm, uint64_t exec_id,
  * mm_consumer_free through another consumer, or mm_exec_free, which give
  * back their memory and touch no books (they are orphans).
  *
+ * If another thread is running @c's reclaim callback, it waits for it to
+ * return (but not when called from inside a reclaim callback: then @c is
+ * asked no more, and a run on another thread may still be under way).
+ *
  * Returns MM_OK, or MM_EINVAL if @c is NULL.  Must not race with other
  * calls on @c; after it, @c is gone.
  */
@@ -874,9 +878,13 @@ typedef size_t (*mm_reclaim_fn)(void *ctx, mm_consumer *c, size_t wanted);
  * (see "Reclaim"); @fn NULL: never ask @c.  May be called at any time, also
  * from @c's own callback; if another thread is running @c's callback, it
  * waits for it to return first, so that once this returns the old
- * callback is not running and will not be called again.
+ * callback is not running and will not be called again.  From inside a
+ * reclaim callback (of any consumer) it never waits: if another thread is
+ * running @c's callback it answers MM_EBUSY, so that two callbacks that
+ * change each other's consumers cannot wait for each other.
  *
- * Returns MM_OK, or MM_EINVAL (@c is NULL or closed; nothing changed).
+ * Returns MM_OK, or MM_EINVAL (@c is NULL or closed), or MM_EBUSY (as
+ * above); nothing changed unless MM_OK.
  */
 MM_API mm_status mm_consumer_set_reclaim(mm_consumer *c, mm_reclaim_fn fn,
                                          void *ctx);

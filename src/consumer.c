@@ -131,6 +131,7 @@ mm_status mmi_consumer_new(mm_t *mm, uint64_t exec_id, bool dflt,
   c->reclaim_ctx = NULL;
   c->limit_min = c->limit_max = 0;
   mm_store_relaxed_u64(&c->reserve, 0);
+  mm_store_relaxed_u64(&c->counted, 0);
   /* Its tag first: one no open consumer has (the counter comes round after
    * 2^26), reserved in mm->consumers before anyone can find the consumer
    * any other way, so that nobody credits it, or tags a block with it,
@@ -344,13 +345,21 @@ static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
     if (grant)
       grant->key = (uint32_t)c->node.key;
   }
-  if (t && (st != MM_OK || !mmi_consumer_credit(c, t))) {
-    if (st == MM_OK) { /* closed, or past its max, meanwhile */
-      st = mmi_consumer_refusal(c);
+  if (t && st == MM_OK && !mmi_consumer_credit(c, t)) {
+    /* Closed, or past its max, meanwhile: the whole call is undone, the
+     * block a grant by eviction made too. */
+    st = mmi_consumer_refusal(c);
+    if (bytes > t)
       (void)mmi_consumer_release(c, bytes - t, true);
+    if (grant && grant->block) {
+      mmi_block_free(&mm->caches, grant->block, grant->block_size);
+      grant->block = NULL;
     }
-    reserve_put(c, t); /* still its own */
+    mmi_uncount(mm, MMI_GRANTED, 1);
+    mmi_count(mm, MMI_DECLINED, 1);
   }
+  if (t && st != MM_OK)
+    reserve_put(c, t); /* still its own */
   return st;
 }
 
@@ -412,13 +421,17 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
   }
   if (c->limit_min) /* below its min: kept as its reserve */
     back -= reserve_keep(c, mmi_books_held(w) - take, back);
-  /* One fewer to share: before the give-back, whose news it is too. */
-  if (mm->cfg.fair_share && take && mmi_books_held(w) == take)
+  /* One fewer to share: before the give-back, whose news it is too (or,
+   * if its reserve kept every byte, news of its own). */
+  bool fewer = mm->cfg.fair_share && take && mmi_books_held(w) == take;
+  if (fewer)
     mm_faa_seq_cst_u64(&mm->active, (uint64_t)-1);
   if (mmi_anyone_held(mm))
     back += take_spare(c); /* held requests see every byte at once */
   if (back)
     mmi_give_back(mm, MM_POOL_EXECUTION, back);
+  else if (fewer)
+    mmi_held_news(mm); /* every share grew */
   return MM_OK;
 }
 
@@ -458,10 +471,14 @@ uint64_t mmi_consumer_shut(struct mm_consumer *c) {
   uint64_t all = mmi_books_held(w) + mmi_books_spare(w);
   if (mm->cfg.fair_share && mmi_books_held(w))
     mm_faa_seq_cst_u64(&mm->active, (uint64_t)-1);
-  if (c->limit_min) { /* its guarantee goes too */
-    all += mm_fas_seq_cst_u64(&c->reserve, 0);
-    mm_faa_relaxed_u64(&mm->guaranteed, (uint64_t)0 - c->limit_min);
-  }
+  /* Its guarantee goes too: the reserve and its count, each taken by an
+   * exchange, so that a set_limits or a reserve_put racing with it gives
+   * back what it adds after (they read CLOSED after their writes). */
+  all += mm_fas_seq_cst_u64(&c->reserve, 0);
+  uint64_t counted = mm_fas_seq_cst_u64(&c->counted, 0);
+  if (counted)
+    mm_faa_seq_cst_u64(&mm->guaranteed, (uint64_t)0 - counted);
+  mmi_reclaim_off(c); /* asked no more (the handle's close waits for it) */
   if (all)
     mmi_give_back(mm, MM_POOL_EXECUTION, all);
   if (c->dflt)
@@ -545,17 +562,30 @@ mm_status mm_consumer_acquire(mm_consumer *c, size_t bytes,
   return mmi_consumer_acquire(c, bytes, timeout_ns, NULL);
 }
 
-bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
-                           uint64_t bytes, bool *first) {
+/* What @c (NULL: @exec_id's own consumer) may still take within its
+ * share; *@first: is it below half of it?  In a read section. */
+static uint64_t share_room(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
+                           bool *first) {
   if (!c)
     c = mmi_exec_own(mm, exec_id, false, NULL);
   uint64_t held = c ? mmi_books_held(mm_load_relaxed_u64(&c->books)) : 0;
-  uint64_t n = mm_load_seq_cst_u64(&mm->active) + (held == 0);
+  /* A credit counts itself in after its CAS, so a close racing with it
+   * may count out first: the counter may read one low, even below 0, for
+   * a moment. */
+  int64_t active = (int64_t)mm_load_seq_cst_u64(&mm->active);
+  uint64_t n = (active > 0 ? (uint64_t)active : 0) + (held == 0);
+  if (n == 0)
+    n = 1;
   uint64_t storage = mmi_pool_storage_used(&mm->pool);
   uint64_t pool = mm->pool.total > storage ? mm->pool.total - storage : 0;
   if (first)
     *first = held < pool / (2 * n);
-  return held + bytes <= pool / n;
+  return pool / n > held ? pool / n - held : 0;
+}
+
+bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
+                           uint64_t bytes, bool *first) {
+  return bytes <= share_room(mm, c, exec_id, first);
 }
 
 mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
@@ -565,39 +595,63 @@ mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
     return MM_EINVAL;
   mm_t *mm = c->mm;
   /* The guarantees never sum past the execution pool's own size. */
-  uint64_t old_min = c->limit_min, sum = mm_load_relaxed_u64(&mm->guaranteed);
+  uint64_t old_min = mm_load_seq_cst_u64(&c->counted);
+  uint64_t sum = mm_load_relaxed_u64(&mm->guaranteed);
   for (;;) {
     uint64_t next = sum - old_min + min_bytes;
     if (next > mm->pool.exec_init)
       return MM_ENOMEM;
-    if (mm_cas_acq_rel_u64(&mm->guaranteed, &sum, next))
+    if (mm_cas_seq_cst_u64(&mm->guaranteed, &sum, next))
       break;
   }
-  /* No spare from now on: every call takes the exact paths. */
-  c->quantum = 0;
-  mmi_consumer_give_spare(c);
-  /* The reserve: what it does not hold of its new min, from free memory
-   * (the quota parked with others first), or nothing changes. */
+  /* The reserve: what it does not hold of its new min, from memory free
+   * now and not barred by a held request (the quota parked with others
+   * first), or nothing changes. */
   uint64_t held = mmi_books_held(mm_load_relaxed_u64(&c->books));
   uint64_t want = min_bytes > held ? min_bytes - held : 0;
-  uint64_t have = mm_load_relaxed_u64(&c->reserve);
+  uint64_t have = mm_load_relaxed_u64(&c->reserve), more = 0;
   if (want > have) {
-    uint64_t more = want - have;
-    if (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more) &&
-        !(mmi_consumers_reclaim(mm) &&
-          mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more))) {
-      mm_faa_relaxed_u64(&mm->guaranteed, old_min - min_bytes);
+    more = want - have;
+    if (!mmi_held_may_take_now(mm, MM_POOL_EXECUTION, MM_NO_WAIT) ||
+        (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more) &&
+         !(mmi_consumers_reclaim(mm) &&
+           mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more)))) {
+      mm_faa_seq_cst_u64(&mm->guaranteed, old_min - min_bytes);
       return MM_ENOMEM;
     }
     mmi_pressure_update(mm);
-    reserve_put(c, more);
+  }
+  /* Its count changes from what we replaced, unless a close took it
+   * meanwhile (the only other writer): then undo, and answer as for a
+   * closed consumer. */
+  if (!mm_cas_seq_cst_u64(&c->counted, &old_min, min_bytes)) {
+    mm_faa_seq_cst_u64(&mm->guaranteed, old_min - min_bytes);
+    if (more)
+      mmi_give_back(mm, MM_POOL_EXECUTION, more);
+    return MM_EINVAL;
+  }
+  /* seq_cst, a pair with the close (the books, then the count): either
+   * it takes the new count, or this sees it closed and takes it. */
+  if (mm_load_seq_cst_u64(&c->books) == MMI_CLOSED) {
+    uint64_t x = mm_fas_seq_cst_u64(&c->counted, 0);
+    if (x)
+      mm_faa_seq_cst_u64(&mm->guaranteed, (uint64_t)0 - x);
+    if (more)
+      mmi_give_back(mm, MM_POOL_EXECUTION, more);
+    return MM_EINVAL;
+  }
+  c->limit_min = min_bytes;
+  c->limit_max = max_bytes;
+  /* No spare from now on: every call takes the exact paths. */
+  c->quantum = 0;
+  mmi_consumer_give_spare(c);
+  if (more) {
+    reserve_put(c, more); /* (given back if it closed meanwhile) */
   } else if (want < have) {
     uint64_t back = reserve_take(c, have - want);
     if (back)
       mmi_give_back(mm, MM_POOL_EXECUTION, back);
   }
-  c->limit_min = min_bytes;
-  c->limit_max = max_bytes;
   return MM_OK;
 }
 
@@ -624,6 +678,13 @@ mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
       return MM_ENOMEM; /* past its max */
     }
     most = c->limit_max - held;
+  }
+  if (mm->cfg.fair_share) { /* and within its share */
+    mmi_rcu_read_lock();
+    uint64_t room = share_room(mm, c, c->exec_id, NULL);
+    mmi_rcu_read_unlock();
+    if (most > room)
+      most = room > min_bytes ? room : min_bytes; /* (the min is judged) */
   }
   /* What is free, up to the most, when nothing held is in its way: never
    * by eviction or reclaim (those are for the min only).  Its own spare

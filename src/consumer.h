@@ -54,6 +54,8 @@ struct mm_consumer {
    * held by nobody, taken by its own acquires only. */
   uint64_t limit_min, limit_max;
   mm_atomic_u64 reserve;
+  mm_atomic_u64 counted; /* its min as counted in mm->guaranteed: taken
+                            by the close (exactly once) */
 };
 
 /* Why a credit to a consumer that is not an exec id's own failed: closed,

@@ -127,6 +127,8 @@ struct mmi_waiter {
                                 handle's, blocking; NULL by exec id),
                                 whom its reclaim does not ask */
   mm_atomic_u32 reclaim;     /* R_*: its reclaim, if it makes one */
+  uint64_t kicked;           /* pending after the kick that queued it: a
+                                pass that saw it has tried this one */
   mmi_waiter *next;          /* private list link, baton holder's */
   mmi_stack_link done;       /* link in the done stack */
   mmi_stack_link asks;       /* asynchronous: link in the reclaims stack */
@@ -337,7 +339,11 @@ static bool within_share(mm_t *mm, mmi_waiter *w, bool *first) {
   if (w->pool != MM_POOL_EXECUTION || !mm->cfg.fair_share)
     return true;
   mmi_rcu_read_lock();
-  bool ok = mmi_fair_share_allows(mm, w->asker, w->id, w->bytes, first);
+  /* Still waiting, read inside the section: its owner has not ended it
+   * and left, so its consumer cannot be freed before the section ends.
+   * (One that ended is left to try_grant, whose CAS finds it so.) */
+  bool ok = mm_load_acquire_u32(&w->state) != W_WAITING ||
+            mmi_fair_share_allows(mm, w->asker, w->id, w->bytes, first);
   mmi_rcu_read_unlock();
   return ok;
 }
@@ -492,17 +498,19 @@ static void dispatch_pass(mm_t *mm) {
 }
 
 /* Leave news for the dispatcher and, if nobody holds the baton, dispatch. */
-static void kick(mm_t *mm) {
+/* Returns the count of news after ours: a pass that sees that many (its
+ * `passed`) began after it. */
+static uint64_t kick(mm_t *mm) {
   mmi_held *h = &mm->held;
   if (mmi_in_evict_callback(mm)) /* its pass may not evict: kick later */
     mmi_evict_note_gain(mm);
-  mm_faa_seq_cst_u64(&h->pending, 1);
+  uint64_t ours = mm_faa_seq_cst_u64(&h->pending, 1) + 1;
   for (;;) {
     uint32_t down = 0;
     /* seq_cst read of the baton (strong CAS fails only if it is up) */
     if (mm_load_seq_cst_u32(&h->baton) != 0 ||
         !mm_cas_acquire_u32(&h->baton, &down, 1))
-      return; /* the holder will see our pending++ when it re-reads */
+      return ours; /* the holder will see our pending++ when it re-reads */
     uint64_t seen = mm_load_seq_cst_u64(&h->pending);
     struct pass_frame frame = {mm, passing};
     passing = &frame;
@@ -516,7 +524,7 @@ static void kick(mm_t *mm) {
     if (mm_load_seq_cst_u32(&h->service_waits))
       service_poke(h);
     if (mm_load_seq_cst_u64(&h->pending) == seen)
-      return;
+      return ours;
   }
 }
 
@@ -638,9 +646,11 @@ static mm_status wait_outcome(mm_t *mm, mmi_waiter *w) {
 
 /* ---- reclaim for a held request ---------------------------------------- */
 
+/* Is @arg (a waiter) still waiting, and not yet due? */
 static bool still_waiting(void *arg) {
   mmi_waiter *w = arg;
-  return mm_load_acquire_u32(&w->state) == W_WAITING;
+  return mm_load_acquire_u32(&w->state) == W_WAITING &&
+         mm_now_ns() < w->deadline_ns;
 }
 
 /* What @bytes lack in free memory now (execution may use free storage). */
@@ -659,6 +669,17 @@ static uint64_t shortfall(mm_t *mm, uint64_t bytes) {
  * that sees it (kick): the bar it sets, the eviction it allows. */
 static void reclaim_for(mm_t *mm, mmi_waiter *w) {
   mmi_held *h = &mm->held;
+  /* Not before a pass has tried it (evicting, unless consumers come
+   * first): the kick that queued it may have left its pass to a thread
+   * still passing.  That pass ends; a long one (an eviction's write-back)
+   * is waited for with a growing pause, until the request is due. */
+  for (long pause = 1000;
+       mm_load_acquire_u64(&h->passed) < w->kicked && still_waiting(w);) {
+    struct timespec d = {0, pause};
+    nanosleep(&d, NULL);
+    if (pause < 1000000)
+      pause *= 2;
+  }
   uint64_t wanted = still_waiting(w) ? shortfall(mm, w->bytes) : 0;
   if (wanted) {
     mm_faa_seq_cst_u64(&h->asking, 1); /* not quiet (mmi_test_quiet) */
@@ -750,7 +771,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   mm_faa_seq_cst_u64(&h->count[pool], 1);
   mmi_queue_push(&h->arrivals, entry, w);
   mmi_rcu_read_unlock();
-  kick(mm);
+  w->kicked = kick(mm); /* (read by its reclaim, pushed after this) */
   /* Shown in the statistics once queued and kicked: a caller that sees
    * held_now rise knows this request is ahead of any it makes next, and
    * that a pass for it has run or is owed (mmi_test_quiet).  (A grant may

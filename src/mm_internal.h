@@ -179,8 +179,10 @@ bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
 unsigned mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
                          bool (*still_wanted)(void *arg), void *arg);
 /* Turn @c's callback off, waiting for a run of it on another thread to
- * return (mm_consumer_close). */
+ * return (mm_consumer_close; not from inside a callback: see reclaim.c). */
 void mmi_reclaim_unset(struct mm_consumer *c);
+/* Ask @c no more, without waiting (its books were closed). */
+void mmi_reclaim_off(struct mm_consumer *c);
 
 /* ---- storage.c: page records ---- */
 struct mmi_page;

@@ -18,6 +18,9 @@
  * returns the old callback is not running and is never called again.  A
  * callback may change its own consumer's callback, or close it: the
  * thread that holds busy for @c is noted in `asking`, and skips the wait.
+ * From inside a callback nothing waits for another consumer's busy word
+ * (two callbacks changing each other's consumers would wait for each
+ * other): a change answers MM_EBUSY, and a close only stops new runs.
  *
  * Why this cannot loop: every held request asks each consumer at most
  * once, in one walk, and a walk asks only consumers that hold memory.
@@ -39,37 +42,51 @@ static bool busy_try(struct mm_consumer *c) {
   return mm_cas_acq_rel_u32(&c->reclaim_busy, &free_, 1);
 }
 
+enum { TAKEN, OURS, BUSY };
+
 /* Take @c's busy word for a change of its callback: wait for a run on
- * another thread to return.  False if this thread is running @c's
- * callback (busy is ours already). */
-static bool busy_take(struct mm_consumer *c) {
+ * another thread to return.  OURS if this thread is running @c's callback
+ * (busy is held already).  From inside any callback it never waits (two
+ * callbacks changing each other's consumers would wait for each other for
+ * ever): BUSY if another thread is running @c's. */
+static int busy_take(struct mm_consumer *c) {
   if (asking == c)
-    return false;
-  while (!busy_try(c))
+    return OURS;
+  while (!busy_try(c)) {
+    if (asking)
+      return BUSY;
     sched_yield(); /* a callback of @c runs on another thread */
-  return true;
+  }
+  return TAKEN;
 }
 
 static void busy_drop(struct mm_consumer *c) {
   mm_store_release_u32(&c->reclaim_busy, 0);
 }
 
-/* Set @c's callback (busy held); keeps mm->reclaimers in step. */
+/* Whether @c is asked: reclaim_on, changed by exchange so that
+ * mm->reclaimers counts each consumer once. */
+static void set_on(struct mm_consumer *c, bool on) {
+  uint32_t was = mm_fas_acq_rel_u32(&c->reclaim_on, on);
+  if (was != (uint32_t)on)
+    mm_faa_relaxed_u64(&c->mm->reclaimers, on ? 1 : (uint64_t)-1);
+}
+
+/* Set @c's callback (busy held). */
 static void set_locked(struct mm_consumer *c, mm_reclaim_fn fn, void *ctx) {
-  bool was = c->reclaim_fn != NULL;
   c->reclaim_fn = fn;
   c->reclaim_ctx = ctx;
-  mm_store_relaxed_u32(&c->reclaim_on, fn != NULL);
-  if (was != (fn != NULL))
-    mm_faa_relaxed_u64(&c->mm->reclaimers, fn ? 1 : (uint64_t)-1);
+  set_on(c, fn != NULL);
 }
 
 mm_status mm_consumer_set_reclaim(mm_consumer *c, mm_reclaim_fn fn, void *ctx) {
   if (!c || mm_load_relaxed_u64(&c->books) == MMI_CLOSED)
     return MM_EINVAL;
-  bool took = busy_take(c);
+  int took = busy_take(c);
+  if (took == BUSY)
+    return MM_EBUSY; /* from a callback, while another thread runs @c's */
   set_locked(c, fn, ctx);
-  if (took)
+  if (took == TAKEN)
     busy_drop(c);
   return MM_OK;
 }
@@ -81,10 +98,15 @@ mm_status mm_consumer_set_self_reclaim(mm_consumer *c, bool allow) {
   return MM_OK;
 }
 
+void mmi_reclaim_off(struct mm_consumer *c) { set_on(c, false); }
+
 void mmi_reclaim_unset(struct mm_consumer *c) {
-  bool took = busy_take(c);
+  set_on(c, false); /* no new run begins */
+  int took = busy_take(c);
+  if (took == BUSY)
+    return; /* from a callback: a run on another thread may go on */
   set_locked(c, NULL, NULL);
-  if (took)
+  if (took == TAKEN)
     busy_drop(c);
 }
 
@@ -140,7 +162,8 @@ static uint64_t ask_one(mm_t *mm, struct mm_consumer *c, uint64_t wanted,
     return 0; /* another request is asking it */
   uint64_t got = 0;
   mm_reclaim_fn fn = c->reclaim_fn;
-  if (fn && mm_load_relaxed_u64(&c->books) != MMI_CLOSED) {
+  if (fn && mm_load_acquire_u32(&c->reclaim_on) &&
+      mm_load_relaxed_u64(&c->books) != MMI_CLOSED) {
     struct mm_consumer *outer = asking;
     asking = c;
     int64_t t0 = mm_now_ns();

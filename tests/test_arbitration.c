@@ -337,6 +337,49 @@ static void test_fair_share_first_below_half(void **state) {
   }
 }
 
+/* A guarantee and fair shares: a release that keeps every byte in the
+ * consumer's reserve still lets a request held for its share through (N
+ * dropped: every share grew). */
+static void test_fair_share_with_a_guarantee(void **state) {
+  (void)state;
+  mm_t *mm = create_fair(true, NEVER_STARVES);
+  mm_consumer *a = open_holding(mm, 1, 0);
+  mm_consumer *b = open_holding(mm, 2, 0);
+  assert_int_equal(mm_consumer_set_limits(a, 100 * KiB, 0), MM_OK);
+  assert_int_equal(mm_consumer_acquire(a, 100 * KiB, MM_NO_WAIT), MM_OK);
+  pthread_t t;
+  struct req r;
+  start(&t, &r, b, 600 * KiB, 5000 * MS); /* past 1/2 */
+  EVENTUALLY(mm_test_stats(mm).held_now == 1);
+  assert_int_equal(mm_consumer_release(a, 100 * KiB), MM_OK); /* N = 1 */
+  pthread_join(t, NULL);
+  assert_int_equal(atomic_load(&r.st), MM_OK);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  assert_int_equal(mm_test_stats(mm).execution_used_bytes, 0);
+  mm_destroy(mm);
+}
+
+/* A range stays within its share. */
+static void test_fair_share_range(void **state) {
+  (void)state;
+  mm_t *mm = create_fair(true, NEVER_STARVES);
+  mm_consumer *a = open_holding(mm, 1, 64 * KiB);
+  mm_consumer *b = open_holding(mm, 2, 0);
+  size_t got = 0;
+  assert_int_equal(
+      mm_consumer_acquire_range(b, 4 * KiB, 900 * KiB, MM_NO_WAIT, &got),
+      MM_OK);
+  assert_int_equal(got, 512 * KiB); /* 1/2 of it all */
+  assert_int_equal(
+      mm_consumer_acquire_range(b, 4 * KiB, 900 * KiB, MM_NO_WAIT, &got),
+      MM_ENOMEM);
+  assert_int_equal(got, 0);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  mm_destroy(mm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_range_takes_what_is_free),
@@ -348,6 +391,8 @@ int main(void) {
       cmocka_unit_test(test_fair_share_declines),
       cmocka_unit_test(test_fair_share_holds_until_share_grows),
       cmocka_unit_test(test_fair_share_first_below_half),
+      cmocka_unit_test(test_fair_share_with_a_guarantee),
+      cmocka_unit_test(test_fair_share_range),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -328,6 +328,78 @@ static void test_callback_changes_itself(void **state) {
   mm_destroy(mm);
 }
 
+/* Two callbacks running at once, each changing the other's consumer: from
+ * inside a callback nothing waits for another consumer's run, so the
+ * change is refused (MM_EBUSY) instead of the two waiting for each other
+ * for ever. */
+struct crossed {
+  mm_consumer *self, *other;
+  atomic_int *running; /* [2]: set while each callback runs */
+  int me;
+  atomic_int changed;
+};
+
+static size_t cross(void *ctx, mm_consumer *c, size_t wanted) {
+  struct crossed *x = ctx;
+  (void)wanted;
+  atomic_store(&x->running[x->me], 1);
+  int64_t until = now_ns() + 5000 * MS; /* the other begins: bounded wait */
+  while (!atomic_load(&x->running[1 - x->me]) && now_ns() < until)
+    sleep_ms(1);
+  assert_true(atomic_load(&x->running[1 - x->me]));
+  atomic_store(&x->changed, (int)mm_consumer_set_reclaim(x->other, cross,
+                                                         x + 1 - 2 * x->me));
+  /* Both stay in until both have tried. */
+  atomic_fetch_add(&x->running[2], 1);
+  until = now_ns() + 5000 * MS;
+  while (atomic_load(&x->running[2]) < 2 && now_ns() < until)
+    sleep_ms(1);
+  assert_int_equal(mm_consumer_release(c, 200 * KiB), MM_OK);
+  return 200 * KiB; /* enough for both requests between the two */
+}
+
+struct want {
+  mm_consumer *c;
+  atomic_int st;
+};
+
+static void *want_run(void *arg) {
+  struct want *w = arg;
+  atomic_store(&w->st, (int)mm_consumer_acquire(w->c, 300 * KiB, 5000 * MS));
+  return NULL;
+}
+
+static void test_callbacks_change_each_other(void **state) {
+  (void)state;
+  mm_t *mm = create(false);
+  atomic_int running[3] = {0, 0, 0};
+  struct crossed x[2];
+  mm_consumer *a = holding(mm, 1, 400 * KiB, NULL, 'a', NULL);
+  mm_consumer *b = holding(mm, 2, 400 * KiB, NULL, 'b', NULL);
+  x[0] = (struct crossed){a, b, running, 0, -1};
+  x[1] = (struct crossed){b, a, running, 1, -1};
+  assert_int_equal(mm_consumer_set_reclaim(a, cross, &x[0]), MM_OK);
+  assert_int_equal(mm_consumer_set_reclaim(b, cross, &x[1]), MM_OK);
+  struct want w[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) { /* free: 224 KiB; each wants 300 KiB */
+    assert_int_equal(mm_consumer_open(mm, 10 + (uint64_t)i, &w[i].c), MM_OK);
+    atomic_store(&w[i].st, -1);
+    assert_int_equal(pthread_create(&t[i], NULL, want_run, &w[i]), 0);
+  }
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(atomic_load(&x[i].changed), MM_EBUSY);
+    assert_int_equal(atomic_load(&w[i].st), MM_OK);
+  }
+  for (int i = 0; i < 2; i++)
+    mm_consumer_close(w[i].c);
+  mm_consumer_close(a);
+  mm_consumer_close(b);
+  mm_destroy(mm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_order_and_grant),
@@ -338,6 +410,7 @@ int main(void) {
       cmocka_unit_test(test_two_ask_each_other),
       cmocka_unit_test(test_evict_first_or_last),
       cmocka_unit_test(test_callback_changes_itself),
+      cmocka_unit_test(test_callbacks_change_each_other),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
