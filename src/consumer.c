@@ -329,8 +329,10 @@ static void reserve_put(struct mm_consumer *c, uint64_t t) {
 static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
                                  int64_t timeout_ns, struct mmi_grant *grant) {
   mm_t *mm = c->mm;
-  uint64_t held = mmi_books_held(mm_load_relaxed_u64(&c->books));
-  if (c->limit_max && held + bytes > c->limit_max) {
+  uint64_t w = mm_load_relaxed_u64(&c->books);
+  if (w == MMI_CLOSED)
+    return MM_EINVAL;
+  if (c->limit_max && mmi_books_held(w) + bytes > c->limit_max) {
     mmi_count(mm, MMI_DECLINED, 1);
     return MM_ENOMEM; /* only its own releases could make it fit */
   }
@@ -665,6 +667,8 @@ mm_status mm_consumer_acquire_range(mm_consumer *c, size_t min_bytes,
       !mmi_timeout_valid(timeout_ns) || mmi_in_evict_callback(c->mm))
     return MM_EINVAL;
   mm_t *mm = c->mm;
+  if (mm_load_relaxed_u64(&c->books) == MMI_CLOSED)
+    return MM_EINVAL;
   uint64_t most = max_bytes < mm->cfg.max_execution_request
                       ? max_bytes
                       : mm->cfg.max_execution_request;

@@ -969,6 +969,9 @@ static void op_share(input *in) {
                   : z % 4 == 2 ? (lo ? lo - 1 : 0)
                                : bk->held + PAGE;
     mm_status st = mm_consumer_set_limits(bk->h, lo, hi);
+    if (trace)
+      fprintf(stderr, "  set_limits(consumer %u, min %llu, max %llu): %s\n", b,
+              (unsigned long long)lo, (unsigned long long)hi, mm_strerror(st));
     uint64_t sum = lo;
     for (unsigned o = NIDS; o < NBOOK; o++)
       if (o != b && book_open(o))
