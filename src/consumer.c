@@ -351,13 +351,17 @@ static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
     /* Closed, or past its max, meanwhile: the whole call is undone, the
      * block a grant by eviction made too. */
     st = mmi_consumer_refusal(c);
+    reserve_put(c, t); /* first: the release below measures against it */
     if (bytes > t)
       (void)mmi_consumer_release(c, bytes - t, true);
+    t = 0; /* back already */
     if (grant && grant->block) {
       mmi_block_free(&mm->caches, grant->block, grant->block_size);
       grant->block = NULL;
     }
     mmi_uncount(mm, MMI_GRANTED, 1);
+    if (grant && grant->inside)
+      mmi_uncount(mm, MMI_HELD_GRANTED, 1);
     mmi_count(mm, MMI_DECLINED, 1);
   }
   if (t && st != MM_OK)
@@ -432,8 +436,8 @@ mm_status mmi_consumer_release(struct mm_consumer *c, uint64_t bytes,
     back += take_spare(c); /* held requests see every byte at once */
   if (back)
     mmi_give_back(mm, MM_POOL_EXECUTION, back);
-  else if (fewer)
-    mmi_held_news(mm); /* every share grew */
+  else if (mm->cfg.fair_share && take)
+    mmi_held_news(mm); /* its share grew (and, if fewer hold, all did) */
   return MM_OK;
 }
 
@@ -590,19 +594,37 @@ bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
   return bytes <= share_room(mm, c, exec_id, first);
 }
 
+/* @c's part of the guarantees' sum is @v now (it was claimed, 0); false if
+ * @c closed meanwhile, and then the part is taken back from the sum.
+ * seq_cst, a pair with the close (the books, then the part): either the
+ * close takes it, or this sees the close and takes it. */
+static bool counted_put(struct mm_consumer *c, uint64_t v) {
+  (void)mm_fas_seq_cst_u64(&c->counted, v); /* (it held 0: claimed) */
+  if (mm_load_seq_cst_u64(&c->books) != MMI_CLOSED)
+    return true;
+  uint64_t x = mm_fas_seq_cst_u64(&c->counted, 0);
+  if (x)
+    mm_faa_seq_cst_u64(&c->mm->guaranteed, (uint64_t)0 - x);
+  return false;
+}
+
 mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
                                  size_t max_bytes) {
   if (!c || mm_load_relaxed_u64(&c->books) == MMI_CLOSED ||
       (max_bytes && min_bytes > max_bytes) || min_bytes > MMI_HELD_MAX)
     return MM_EINVAL;
   mm_t *mm = c->mm;
-  /* The guarantees never sum past the execution pool's own size. */
-  uint64_t old_min = mm_load_seq_cst_u64(&c->counted);
+  /* Its part of the guarantees' sum is claimed first (a close meanwhile
+   * takes nothing of it), then the sum is changed, never past the
+   * execution pool's own size. */
+  uint64_t old_min = mm_fas_seq_cst_u64(&c->counted, 0);
   uint64_t sum = mm_load_relaxed_u64(&mm->guaranteed);
   for (;;) {
     uint64_t next = sum - old_min + min_bytes;
-    if (next > mm->pool.exec_init)
+    if (next > mm->pool.exec_init) {
+      (void)counted_put(c, old_min);
       return MM_ENOMEM;
+    }
     if (mm_cas_seq_cst_u64(&mm->guaranteed, &sum, next))
       break;
   }
@@ -619,25 +641,12 @@ mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
          !(mmi_consumers_reclaim(mm) &&
            mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more)))) {
       mm_faa_seq_cst_u64(&mm->guaranteed, old_min - min_bytes);
+      (void)counted_put(c, old_min);
       return MM_ENOMEM;
     }
     mmi_pressure_update(mm);
   }
-  /* Its count changes from what we replaced, unless a close took it
-   * meanwhile (the only other writer): then undo, and answer as for a
-   * closed consumer. */
-  if (!mm_cas_seq_cst_u64(&c->counted, &old_min, min_bytes)) {
-    mm_faa_seq_cst_u64(&mm->guaranteed, old_min - min_bytes);
-    if (more)
-      mmi_give_back(mm, MM_POOL_EXECUTION, more);
-    return MM_EINVAL;
-  }
-  /* seq_cst, a pair with the close (the books, then the count): either
-   * it takes the new count, or this sees it closed and takes it. */
-  if (mm_load_seq_cst_u64(&c->books) == MMI_CLOSED) {
-    uint64_t x = mm_fas_seq_cst_u64(&c->counted, 0);
-    if (x)
-      mm_faa_seq_cst_u64(&mm->guaranteed, (uint64_t)0 - x);
+  if (!counted_put(c, min_bytes)) { /* closed meanwhile */
     if (more)
       mmi_give_back(mm, MM_POOL_EXECUTION, more);
     return MM_EINVAL;

@@ -67,9 +67,13 @@ static void busy_drop(struct mm_consumer *c) {
 /* Whether @c is asked: reclaim_on, changed by exchange so that
  * mm->reclaimers counts each consumer once. */
 static void set_on(struct mm_consumer *c, bool on) {
-  uint32_t was = mm_fas_acq_rel_u32(&c->reclaim_on, on);
+  uint32_t was = mm_fas_seq_cst_u32(&c->reclaim_on, on);
   if (was != (uint32_t)on)
     mm_faa_relaxed_u64(&c->mm->reclaimers, on ? 1 : (uint64_t)-1);
+  /* seq_cst, a pair with the close (the books, then mmi_reclaim_off):
+   * either it turns this off, or this sees it closed and does. */
+  if (on && mm_load_seq_cst_u64(&c->books) == MMI_CLOSED)
+    set_on(c, false);
 }
 
 /* Set @c's callback (busy held). */
