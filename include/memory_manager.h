@@ -159,13 +159,14 @@ typedef void (*mm_evict_fn)(void *ctx, uint64_t page_id, void *data,
 /*
  * mm_config - how mm_create() builds a manager.
  *
- * Zero-initialise it, set total_bytes, and change only what you need:
- * every field but total_bytes has "0 means default".  Fields are only
- * ever added at the end.
+ * Zero-initialise it, set total_bytes (or leave it 0 for a budget from
+ * where the process runs), and change only what you need: every field
+ * has "0 means default".  Fields are only ever added at the end.
  */
 typedef struct mm_config {
-  size_t total_bytes;             /* required; at least 2 pages, at most
-                                     2^62 bytes, and storage's largest
+  size_t total_bytes;             /* at least 2 pages, at most 2^62
+                                     bytes (0: from the environment, see
+                                     auto_fraction), and storage's largest
                                      size at most 2^30 pages */
   double storage_fraction;        /* 0 means 0.5; otherwise strictly
                                      between 0 and 1 */
@@ -213,7 +214,28 @@ typedef struct mm_config {
                                      others.  Consumers then reserve no
                                      quota ahead (every acquire is judged
                                      against its share).  Default false */
+  double auto_fraction;           /* total_bytes 0: the budget is this
+                                     fraction of the limit of the
+                                     process's cgroup (v2 memory.max and
+                                     memory.high, v1
+                                     memory.limit_in_bytes; the lowest
+                                     limit of its cgroup and those above
+                                     it; "max" or a huge number is no
+                                     limit), or of physical memory if
+                                     that is lower or there is none, in
+                                     whole pages.  0 means 0.75 (a quarter
+                                     left for what the budget does not
+                                     count: code, stacks, other
+                                     allocators); otherwise in (0, 1] */
 } mm_config;
+
+/* Where a manager's budget came from (mm_stats.budget_source). */
+enum {
+  MM_BUDGET_CONFIGURED = 0, /* mm_config.total_bytes */
+  MM_BUDGET_CGROUP_V2,      /* the process's cgroup v2 limit */
+  MM_BUDGET_CGROUP_V1,      /* its cgroup v1 memory limit */
+  MM_BUDGET_PHYSICAL        /* the machine's physical memory */
+};
 
 /*
  * mm_create - build a manager from @cfg and store it in *@out.
@@ -1031,6 +1053,8 @@ typedef struct mm_stats {
   uint64_t reclaims;
   uint64_t reclaimed_bytes;
   uint64_t reclaim_ns;
+  /* Where total_bytes came from: MM_BUDGET_*. */
+  int budget_source;
 } mm_stats;
 
 /*

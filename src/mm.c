@@ -49,8 +49,19 @@ static bool is_pow2(size_t v) { return v && !(v & (v - 1)); }
 /* Fill in defaults and check every field; MM_EINVAL on the first bad
  * one.  On success *storage_init is the storage pool's initial size. */
 static mm_status config_plan(const mm_config *in, mm_config *out,
-                             uint64_t *storage_init) {
+                             uint64_t *storage_init, int *source) {
   *out = *in;
+  *source = MM_BUDGET_CONFIGURED;
+  if (out->auto_fraction == 0.0)
+    out->auto_fraction = MMI_DEFAULT_AUTO_FRACTION;
+  if (!(out->auto_fraction > 0.0 && out->auto_fraction <= 1.0))
+    return MM_EINVAL;
+  if (out->total_bytes == 0) {
+    uint64_t page = out->page_size ? out->page_size : MMI_DEFAULT_PAGE;
+    if (!is_pow2(page))
+      return MM_EINVAL;
+    out->total_bytes = mmi_budget_auto(out->auto_fraction, page, source);
+  }
   if (out->total_bytes == 0 || out->total_bytes > MMI_MAX_TOTAL)
     return MM_EINVAL;
 
@@ -123,7 +134,8 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
 
   mm_config plan;
   uint64_t storage_init;
-  mm_status st = config_plan(cfg, &plan, &storage_init);
+  int source;
+  mm_status st = config_plan(cfg, &plan, &storage_init, &source);
   if (st != MM_OK)
     return st;
 
@@ -132,6 +144,7 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
     return MM_ENOMEM;
   memset(mm, 0, sizeof *mm);
   mm->cfg = plan;
+  mm->budget_source = source;
   mmi_pool_init(&mm->pool, plan.total_bytes, storage_init,
                 plan.storage_may_borrow);
   mmi_counters_init(&mm->counters);
@@ -254,4 +267,5 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->reclaims = mmi_count_total(mm, MMI_RECLAIMS);
   out->reclaimed_bytes = mmi_count_total(mm, MMI_RECLAIMED_BYTES);
   out->reclaim_ns = mmi_count_total(mm, MMI_RECLAIM_NS);
+  out->budget_source = mm->budget_source;
 }

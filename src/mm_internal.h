@@ -22,17 +22,18 @@
 
 /* 2^62: large enough for any machine, small enough that no sum of two
  * charges overflows 64 bits. */
-#define MMI_MAX_TOTAL           ((uint64_t)1 << 62)
-#define MMI_MIN_PAGE            ((size_t)4096)
-#define MMI_MAX_PAGE            ((size_t)1 << 30)
-#define MMI_DEFAULT_PAGE        ((size_t)4096)
-#define MMI_DEFAULT_MAX_EXEC    ((size_t)8 << 20)
-#define MMI_DEFAULT_OVERTAKE_NS ((int64_t)10 * 1000 * 1000)
-#define MMI_DEFAULT_LRU_SAMPLES 5u
-#define MMI_MAX_LRU_SAMPLES     64u
-#define MMI_MAX_PAGES           ((uint64_t)1 << 30) /* storage, in pages */
-#define MMI_DEFAULT_CPU_CACHE   ((size_t)256 << 10)
-#define MMI_MAX_CPU_CACHE       ((size_t)64 << 20)
+#define MMI_MAX_TOTAL             ((uint64_t)1 << 62)
+#define MMI_DEFAULT_AUTO_FRACTION 0.75
+#define MMI_MIN_PAGE              ((size_t)4096)
+#define MMI_MAX_PAGE              ((size_t)1 << 30)
+#define MMI_DEFAULT_PAGE          ((size_t)4096)
+#define MMI_DEFAULT_MAX_EXEC      ((size_t)8 << 20)
+#define MMI_DEFAULT_OVERTAKE_NS   ((int64_t)10 * 1000 * 1000)
+#define MMI_DEFAULT_LRU_SAMPLES   5u
+#define MMI_MAX_LRU_SAMPLES       64u
+#define MMI_MAX_PAGES             ((uint64_t)1 << 30) /* storage, in pages */
+#define MMI_DEFAULT_CPU_CACHE     ((size_t)256 << 10)
+#define MMI_MAX_CPU_CACHE         ((size_t)64 << 20)
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
@@ -53,6 +54,7 @@ struct mm {
   mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
   mm_atomic_u64 guaranteed; /* the consumers' min limits, summed */
   mm_atomic_u64 active;     /* fair_share: consumers holding memory now */
+  int budget_source;        /* MM_BUDGET_*: where total_bytes came from */
   mmi_counters counters;
 };
 
@@ -160,6 +162,20 @@ mm_status mmi_exec_charge(mm_t *mm, uint64_t exec_id, uint64_t bytes,
 struct mm_consumer *mmi_exec_own_here(mm_t *mm, uint64_t exec_id, bool *put);
 /* Let go of every consumer the threads remember (mm_destroy). */
 void mmi_exec_forget_all(mm_t *mm);
+
+/* ---- budget.c: a budget from the environment ---- */
+/* The lowest memory limit of the cgroups listed in @proc_cgroup (a
+ * /proc/self/cgroup), read from the cgroup filesystem at @root (v2 at
+ * @root or @root/unified, v1 at @root/memory), walking up from each
+ * cgroup to the root; UINT64_MAX if none.  *@source: MM_BUDGET_CGROUP_V2
+ * or _V1 for the one that gave it, else MM_BUDGET_PHYSICAL. */
+uint64_t mmi_budget_cgroup(const char *proc_cgroup, const char *root,
+                           int *source);
+/* Physical memory (0 if unknown). */
+uint64_t mmi_budget_physical(void);
+/* @fraction of the lower of this process's cgroup limit and physical
+ * memory, in whole @page_size pages; 0 if neither is known. */
+uint64_t mmi_budget_auto(double fraction, uint64_t page_size, int *source);
 
 /* ---- consumer.c: fair shares ---- */
 /* With fair_share: may the request of @bytes by @c (NULL: @exec_id's own
