@@ -929,14 +929,20 @@ static void check_stranded(void) {
         int state = atomic_load(&a->state);
         if (state != (k < 0 ? SLOT_CALLING : SLOT_HELD))
           continue;
-        /* A blocking waiter past its deadline may have timed itself out
-         * and not yet counted itself out: not judged. */
-        if (k < 0 &&
-            now >= atomic_load_explicit(&a->deadline, memory_order_relaxed))
-          continue;
         int pool = atomic_load_explicit(&a->pool, memory_order_relaxed);
         size_t bytes = atomic_load_explicit(&a->bytes, memory_order_relaxed);
         int64_t start = atomic_load_explicit(&a->start, memory_order_relaxed);
+        /* A blocking waiter past its deadline may have timed itself out
+         * and not yet counted itself out: not judged.  But it times itself
+         * out only when its thread runs again, and until then it is held
+         * and, starved, bars younger requests as any starved one does (on
+         * a loaded machine that thread may wait a while for a CPU). */
+        if (k < 0 &&
+            now >= atomic_load_explicit(&a->deadline, memory_order_relaxed)) {
+          if (!fits(&s, pool, bytes) && now - start >= OVERTAKE_NS)
+            starved_unfit++;
+          continue;
+        }
         if (fits(&s, pool, bytes)) {
           if (!fitting++)
             first_pool = pool, first_bytes = bytes;
