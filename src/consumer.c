@@ -350,11 +350,9 @@ static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
   if (t && st == MM_OK && !mmi_consumer_credit(c, t)) {
     /* Closed, or past its max, meanwhile: the whole call is undone, the
      * block a grant by eviction made too. */
-    st = mmi_consumer_refusal(c);
     reserve_put(c, t); /* first: the release below measures against it */
     if (bytes > t)
       (void)mmi_consumer_release(c, bytes - t, true);
-    t = 0; /* back already */
     if (grant && grant->block) {
       mmi_block_free(&mm->caches, grant->block, grant->block_size);
       grant->block = NULL;
@@ -363,6 +361,7 @@ static mm_status limited_acquire(struct mm_consumer *c, uint64_t bytes,
     if (grant && grant->inside)
       mmi_uncount(mm, MMI_HELD_GRANTED, 1);
     mmi_count(mm, MMI_DECLINED, 1);
+    return mmi_consumer_refusal(c);
   }
   if (t && st != MM_OK)
     reserve_put(c, t); /* still its own */

@@ -685,7 +685,7 @@ static void reclaim_for(mm_t *mm, mmi_waiter *w) {
     mm_faa_seq_cst_u64(&h->asking, 1); /* not quiet (mmi_test_quiet) */
     mm_store_release_u32(&w->reclaim, R_ASKING);
     kick(mm);
-    (void)mmi_reclaim_ask(mm, w->asker, wanted, still_waiting, w);
+    mmi_reclaim_ask(mm, w->asker, wanted, still_waiting, w);
   }
   mm_store_release_u32(&w->reclaim, R_NONE);
   kick(mm);
@@ -771,7 +771,11 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   mm_faa_seq_cst_u64(&h->count[pool], 1);
   mmi_queue_push(&h->arrivals, entry, w);
   mmi_rcu_read_unlock();
-  w->kicked = kick(mm); /* (read by its reclaim, pushed after this) */
+  /* Written only where the waiter is still ours: an asynchronous one
+   * without a reclaim may be granted, called back and freed by now. */
+  uint64_t kicked = kick(mm);
+  if (reclaims)
+    w->kicked = kicked; /* read by its reclaim, pushed after this */
   /* Shown in the statistics once queued and kicked: a caller that sees
    * held_now rise knows this request is ahead of any it makes next, and
    * that a pass for it has run or is owed (mmi_test_quiet).  (A grant may

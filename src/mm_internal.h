@@ -190,10 +190,9 @@ bool mmi_fair_share_allows(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
 /* Ask consumers with a reclaim callback, the one holding most first, for
  * @wanted bytes: never @asker unless it opted in, each at most once, and
  * stopping once they promised @wanted or @still_wanted(@arg) is false.
- * Not in a read section, a pass or an eviction.  Returns how many were
- * asked. */
-unsigned mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
-                         bool (*still_wanted)(void *arg), void *arg);
+ * Not in a read section, a pass or an eviction. */
+void mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
+                     bool (*still_wanted)(void *arg), void *arg);
 /* Turn @c's callback off, waiting for a run of it on another thread to
  * return (mm_consumer_close; not from inside a callback: see reclaim.c). */
 void mmi_reclaim_unset(struct mm_consumer *c);

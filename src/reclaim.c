@@ -158,10 +158,8 @@ static int most_first(const void *a, const void *b) {
 }
 
 /* Run @c's callback for @wanted bytes if nobody else is; returns what it
- * promised, or 0 (*@asked false) if it was not asked. */
-static uint64_t ask_one(mm_t *mm, struct mm_consumer *c, uint64_t wanted,
-                        bool *asked) {
-  *asked = false;
+ * promised (0 if it was not asked). */
+static uint64_t ask_one(mm_t *mm, struct mm_consumer *c, uint64_t wanted) {
   if (!busy_try(c))
     return 0; /* another request is asking it */
   uint64_t got = 0;
@@ -174,7 +172,6 @@ static uint64_t ask_one(mm_t *mm, struct mm_consumer *c, uint64_t wanted,
     got = fn(c->reclaim_ctx, c, (size_t)wanted);
     int64_t took = mm_now_ns() - t0;
     asking = outer;
-    *asked = true;
     mmi_count(mm, MMI_RECLAIMS, 1);
     mmi_count(mm, MMI_RECLAIMED_BYTES, got);
     mmi_count(mm, MMI_RECLAIM_NS, took > 0 ? (uint64_t)took : 0);
@@ -183,24 +180,20 @@ static uint64_t ask_one(mm_t *mm, struct mm_consumer *c, uint64_t wanted,
   return got;
 }
 
-unsigned mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
-                         bool (*still_wanted)(void *arg), void *arg) {
+void mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
+                     bool (*still_wanted)(void *arg), void *arg) {
   struct collect col = {asker, NULL, 0, 0};
   mmi_rcu_read_lock();
   mmi_registry_each(mm->by_exec, collect_one, &col);
   mmi_rcu_read_unlock();
   if (col.n > 1)
     qsort(col.v, col.n, sizeof *col.v, most_first);
-  unsigned asked_n = 0;
   for (size_t i = 0; i < col.n; i++) {
     if (wanted && still_wanted(arg)) {
-      bool asked;
-      uint64_t got = ask_one(mm, col.v[i].c, wanted, &asked);
-      asked_n += asked;
+      uint64_t got = ask_one(mm, col.v[i].c, wanted);
       wanted -= got < wanted ? got : wanted;
     }
     mmi_consumer_put(col.v[i].c);
   }
   free(col.v);
-  return asked_n;
 }
