@@ -227,6 +227,27 @@ typedef struct mm_config {
                                      left for what the budget does not
                                      count: code, stacks, other
                                      allocators); otherwise in (0, 1] */
+  size_t max_total_bytes;         /* the largest budget mm_set_budget may
+                                     set: at least total_bytes (as found
+                                     from the environment, if that is
+                                     0); 0 means total_bytes.  The victim
+                                     set is sized for it: 16 bytes per
+                                     page storage could hold at it */
+  bool follow_cgroup;             /* total_bytes 0: re-read the budget
+                                     from the environment every
+                                     follow_cgroup_ns on the service
+                                     thread and resize to it (within
+                                     max_total_bytes, never waiting: see
+                                     mm_set_budget).  Default false */
+  int64_t follow_cgroup_ns;       /* 0 means 1 s; negative: EINVAL */
+  /* Memory outside the manager, polled: the service thread calls
+   * external_poll(external_poll_ctx) every external_poll_ns (0 means
+   * 100 ms; negative: EINVAL) for the bytes the process holds outside the
+   * manager (a UDF's heap, a library's buffers), and counts them against
+   * the budget as it finds them (see mm_external_set).  NULL: no poll. */
+  size_t (*external_poll)(void *ctx);
+  void *external_poll_ctx;
+  int64_t external_poll_ns;
 } mm_config;
 
 /* Where a manager's budget came from (mm_stats.budget_source). */
@@ -1055,6 +1076,19 @@ typedef struct mm_stats {
   uint64_t reclaim_ns;
   /* Where total_bytes came from: MM_BUDGET_*. */
   int budget_source;
+  /* The elastic budget (see mm_set_budget): the largest it may be set
+   * to, how many times it changed, and how far use is past it now (only
+   * after a shrink, or external memory found by a poll, until releases
+   * bring use back within it: the pools' used bytes may then exceed
+   * their sizes). */
+  size_t max_total_bytes;
+  uint64_t budget_changes;
+  size_t over_budget_bytes;
+  /* Memory outside the manager counted against the budget now: reported
+   * by mm_external_set, and found by the poll (external_polled_bytes, a
+   * part of external_bytes).  It is a part of execution_used_bytes. */
+  size_t external_bytes;
+  size_t external_polled_bytes;
 } mm_stats;
 
 /*
@@ -1068,6 +1102,67 @@ typedef struct mm_stats {
  * in a tight loop beside latency-critical frees.
  */
 MM_API void mm_get_stats(const mm_t *mm, mm_stats *out);
+
+/*
+ * The elastic budget
+ *
+ * mm_set_budget - make @total_bytes the budget, from this call on.
+ *
+ * The pools keep the proportion of mm_config (storage_fraction of the
+ * budget, as at max_total_bytes).  Growing: held requests that fit now
+ * are granted at once (before the call returns, unless another thread is
+ * dispatching them).  Shrinking: the new budget holds for every request
+ * from the call on; memory in use past it is never granted again (not
+ * even a consumer's spare quota), only released.  The call evicts
+ * unpinned storage pages (their on_evict callbacks run as usual), then
+ * asks consumers with a reclaim callback to give memory back (once each),
+ * and waits up to @timeout_ns (MM_NO_WAIT: not at all; MM_WAIT_FOREVER)
+ * for what is pinned or in use to be released until use fits.  Requests
+ * held meanwhile wait behind it; a held request too large for the new
+ * budget ever to grant ends with MM_ENOMEM, and a new one is declined so.
+ * Calls may overlap (the last one to take effect is in force); one waits
+ * for its own budget, or a larger one in force.
+ *
+ * Returns MM_OK (use fits the budget), or
+ *   MM_EINVAL    @mm is NULL; @total_bytes is above max_total_bytes, or
+ *                below what the configuration needs (two pages; a storage
+ *                pool of a page and of storage_protected_bytes; an
+ *                execution pool of the consumers' guaranteed minimums,
+ *                mm_consumer_set_limits); or the call is made from an
+ *                eviction callback.  Nothing changed.
+ *   MM_ETIMEDOUT use did not fit by the deadline.  The new budget is in
+ *                force all the same, and use past it goes as it is
+ *                released (mm_stats.over_budget_bytes says how much is
+ *                left).
+ * From inside a reclaim callback a shrink does not wait (as MM_NO_WAIT).
+ * Thread-safe; the acquire paths stay lock-free (resizes are serialised
+ * among themselves for a moment, never against acquires).
+ */
+MM_API mm_status mm_set_budget(mm_t *mm, size_t total_bytes,
+                               int64_t timeout_ns);
+
+/*
+ * mm_external_set - memory the manager did not allocate: source
+ * @source_id (any number the caller picks) holds @bytes now.
+ *
+ * It counts against the budget as execution memory.  Growth is a request
+ * for the difference, granted, declined (MM_ENOMEM) or held up to
+ * @timeout_ns like any execution request (it may borrow from storage and
+ * evict unpinned pages; consumers are asked to reclaim); it is not a
+ * consumer's (fair shares, limits and mm_release_all_execution do not
+ * touch it).  Shrinking always succeeds and lets held requests try
+ * again; 0 forgets the source.  Calls for one source must not overlap:
+ * one that meets another answers MM_EBUSY, and nothing changes.
+ * mm_config.external_poll is the polled form.
+ *
+ * Returns MM_OK, or MM_EINVAL (@mm NULL, a bad timeout, @bytes above
+ * max_total_bytes, or called from an eviction callback), MM_ENOMEM
+ * (declined, or no memory for the source's record), MM_ETIMEDOUT,
+ * MM_ECANCELED (the manager is being destroyed), MM_EBUSY.  On any error
+ * the source holds what it held before.  Thread-safe.
+ */
+MM_API mm_status mm_external_set(mm_t *mm, uint64_t source_id, size_t bytes,
+                                 int64_t timeout_ns);
 
 #ifdef __cplusplus
 }

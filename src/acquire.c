@@ -73,7 +73,8 @@ static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
     mmi_tcaches_squeeze(&mm->caches, true);
   if (!may_evict || mmi_pool_storage_used(&mm->pool) == 0)
     return NO_ROOM; /* consumers are asked first, or no page to evict */
-  bool by_id = !grant || !grant->consumer || grant->consumer->dflt;
+  bool by_id = !grant || (!grant->external && (!grant->consumer ||
+                                               grant->consumer->dflt));
   if (pool == MM_POOL_EXECUTION && by_id && !(*spare = mmi_consumer_spare()))
     return NO_ROOM;
   struct block_commit bc = {mm, grant};
@@ -97,6 +98,8 @@ static mm_status credit(mm_t *mm, uint64_t id, uint64_t bytes,
                         struct mm_consumer **spare, mmi_grant *grant) {
   struct mm_consumer *c = grant ? grant->consumer : NULL;
   uint32_t key;
+  if (grant && grant->external)
+    return MM_OK; /* nobody's books: the source's own (external.c) */
   if (c && mmi_consumer_credit(c, bytes))
     key = (uint32_t)c->node.key;
   else if (c && !c->dflt)
@@ -116,6 +119,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   struct mmi_page *pg = NULL;
   struct mm_consumer *spare = NULL;
 
+  bool external = grant && grant->external;
   if (grant) {
     grant->block = NULL;
     grant->inside = false;
@@ -144,6 +148,7 @@ mm_status mmi_request_acquire(mm_t *mm, mm_pool pool, uint64_t id,
   /* With fair_share, a request past its consumer's share is not charged
    * now: declined, or held until its share grows. */
   bool within_share = pool != MM_POOL_EXECUTION || !mm->cfg.fair_share ||
+                      external ||
                       mmi_fair_share_allows(mm, grant ? grant->consumer : NULL,
                                             id, bytes, NULL);
   if (within_share && mmi_held_may_take_now(mm, pool, timeout_ns)) {

@@ -77,7 +77,7 @@ static block_class class_of(const mm_t *mm, size_t size) {
   k.cls = mmi_tcache_class(&mm->caches, size);
   uint64_t s = k.cls != MMI_TCACHE_NONE ? mm->caches.class_size[k.cls]
                                         : mmi_backing_size(&mm->backing, size);
-  k.size = s <= mm->cfg.total_bytes ? s : 0; /* else never granted */
+  k.size = s <= mm->pool.total ? s : 0; /* else never granted */
   return k;
 }
 
@@ -175,7 +175,7 @@ alloc_fast(mm_t *mm, struct mm_consumer *c, size_t size) {
       !(tc = mmi_tcache_mine(s)))
     return NULL;
   uint32_t bytes = s->class_size[cls];
-  if (bytes > mm->cfg.total_bytes || !mmi_consumer_take_spare(c, bytes))
+  if (bytes > mm->pool.total || !mmi_consumer_take_spare(c, bytes))
     return NULL;
   void *p = mmi_tcache_alloc(s, tc, cls);
   if (!p) {

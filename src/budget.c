@@ -22,6 +22,8 @@
  */
 #include "mm_internal.h"
 
+#include <stdatomic.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +142,17 @@ uint64_t mmi_budget_physical(void) {
   return (uint64_t)pages * (uint64_t)size;
 }
 
+static const char *_Atomic paths[2];
+
+void mmi_budget_set_paths(const char *proc_cgroup, const char *root) {
+  atomic_store(&paths[1], root);
+  atomic_store(&paths[0], proc_cgroup);
+}
+
 uint64_t mmi_budget_auto(double fraction, uint64_t page_size, int *source) {
-  uint64_t limit =
-      mmi_budget_cgroup("/proc/self/cgroup", "/sys/fs/cgroup", source);
+  const char *proc = atomic_load(&paths[0]), *root = atomic_load(&paths[1]);
+  uint64_t limit = mmi_budget_cgroup(proc ? proc : "/proc/self/cgroup",
+                                     root ? root : "/sys/fs/cgroup", source);
   uint64_t phys = mmi_budget_physical();
   if (phys && phys < limit) {
     limit = phys;

@@ -582,7 +582,8 @@ static uint64_t share_room(mm_t *mm, struct mm_consumer *c, uint64_t exec_id,
   if (n == 0)
     n = 1;
   uint64_t storage = mmi_pool_storage_used(&mm->pool);
-  uint64_t pool = mm->pool.total > storage ? mm->pool.total - storage : 0;
+  uint64_t budget = mmi_pool_budget(&mm->pool);
+  uint64_t pool = budget > storage ? budget - storage : 0;
   if (first)
     *first = held < pool / (2 * n);
   return pool / n > held ? pool / n - held : 0;
@@ -615,17 +616,25 @@ mm_status mm_consumer_set_limits(mm_consumer *c, size_t min_bytes,
   mm_t *mm = c->mm;
   /* Its part of the guarantees' sum is claimed first (a close meanwhile
    * takes nothing of it), then the sum is changed, never past the
-   * execution pool's own size. */
+   * execution pool's own size: checked again after the change, a Dekker
+   * pair with a shrink, which lowers exec_floor and then reads the sum
+   * (resize.c): either the shrink sees this guarantee, or this sees the
+   * smaller pool and takes the guarantee back. */
   uint64_t old_min = mm_fas_seq_cst_u64(&c->counted, 0);
-  uint64_t sum = mm_load_relaxed_u64(&mm->guaranteed);
+  uint64_t sum = mm_load_relaxed_u64(&mm->guaranteed), next;
   for (;;) {
-    uint64_t next = sum - old_min + min_bytes;
-    if (next > mm->pool.exec_init) {
+    next = sum - old_min + min_bytes;
+    if (next > mm_load_seq_cst_u64(&mm->exec_floor)) {
       (void)counted_put(c, old_min);
       return MM_ENOMEM;
     }
     if (mm_cas_seq_cst_u64(&mm->guaranteed, &sum, next))
       break;
+  }
+  if (min_bytes > old_min && next > mm_load_seq_cst_u64(&mm->exec_floor)) {
+    mm_faa_seq_cst_u64(&mm->guaranteed, old_min - min_bytes);
+    (void)counted_put(c, old_min);
+    return MM_ENOMEM;
   }
   /* The reserve: what it does not hold of its new min, from memory free
    * now and not barred by a held request (the quota parked with others

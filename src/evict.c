@@ -196,7 +196,7 @@ void mmi_victims_remove(mm_t *mm, mmi_page *pg) {
   mm_store_release_ptr(&mm->victims.slot[pg->slot], NULL);
 }
 
-static void unsettled_add(mm_t *mm, uint64_t bytes) {
+void mmi_unsettled_add(mm_t *mm, uint64_t bytes) {
   /* Relaxed: the charge that follows (a full-barrier CAS) publishes it to
    * live_bytes, which reads storage in use with acquire first. */
   mm_faa_relaxed_u64(&mm->victims.unsettled, bytes);
@@ -211,7 +211,7 @@ void mmi_unsettled_sub(mm_t *mm, uint64_t bytes) {
 }
 
 bool mmi_charge_new_page(mm_t *mm, uint64_t bytes) {
-  unsettled_add(mm, bytes);
+  mmi_unsettled_add(mm, bytes);
   if (mmi_pool_charge(&mm->pool, MM_POOL_STORAGE, bytes))
     return true;
   mmi_test_point(mm, MMI_TP_CHARGE_FAILED);
@@ -235,7 +235,7 @@ static mmi_page *probe(mmi_victims *v, uint32_t i) {
  * eviction's reservation for it).  Storage in use is read first, with
  * acquire, so every unsettled byte it counts is counted here too. */
 static uint64_t live_bytes(mm_t *mm) {
-  uint64_t in_use = mmi_pool_storage_used_acquire(&mm->pool);
+  uint64_t in_use = mmi_pool_storage_charged_acquire(&mm->pool);
   uint64_t unsettled = mm_load_relaxed_u64(&mm->victims.unsettled);
   return in_use > unsettled ? in_use - unsettled : 0;
 }
@@ -412,19 +412,28 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
 }
 
 static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
+                                     uint64_t most_over,
                                      bool (*commit)(void *arg), void *arg,
                                      struct mmi_evict_frame *frame,
-                                     bool *excess) {
+                                     bool *excess, uint64_t *freed) {
   bool for_exec = pool == MM_POOL_EXECUTION;
   /* A storage request's reservation is charged for a page not live yet:
    * unsettled from before the charge (the excess taken back after). */
   if (!for_exec)
-    unsettled_add(mm, bytes);
+    mmi_unsettled_add(mm, bytes);
   uint64_t reserved = mmi_pool_charge_upto(&mm->pool, pool, bytes);
   if (!for_exec && bytes > reserved)
     mmi_unsettled_sub(mm, bytes - reserved);
   mmi_test_point(mm, MMI_TP_EVICT_RESERVED);
-  uint64_t need = bytes - reserved, claimed = 0;
+  /* Past the budget (a shrink), the pages evicted cover what is over
+   * first (up to @most_over), and only then the request: memory past the
+   * budget is released, never handed on. */
+  uint64_t lacks = bytes - reserved, claimed = 0, over = 0;
+  if (lacks || most_over)
+    over = mmi_pool_excess(&mm->pool, pool);
+  if (over > most_over)
+    over = most_over;
+  uint64_t need = lacks + over;
   mmi_page *list = NULL;
   mmi_evict_result backed = MMI_EVICT_NO_ROOM;
   if (need && !claim_enough(mm, need, for_exec, &list, &claimed))
@@ -441,7 +450,7 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
    * their commit, and the bytes handed over are the new page's, unsettled
    * until it is live.  (Execution's victims are counted in exec_evicting.) */
   if (!for_exec)
-    unsettled_add(mm, claimed + need);
+    mmi_unsettled_add(mm, claimed + lacks);
 
   /* Commit to every victim: from here a release is too late (MM_ENOENT),
    * and the callback is the owner's notice.  A release that came first
@@ -482,15 +491,17 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     mm_store_release_u64(&pg->state, PAGE_RETIRED);
     mmi_page_unlink(mm, pg); /* freed through RCU: we are in a read section */
   }
-  /* The hand-over: evicted bytes to the request, the excess to free. */
+  /* The hand-over: evicted bytes to the request, the rest to free (or,
+   * past the budget, to nobody). */
   if (claimed)
-    mmi_hand_over(mm, pool, claimed, need);
+    mmi_hand_over(mm, pool, claimed, lacks);
   if (!for_exec)
     mmi_unsettled_sub(mm, claimed); /* the victims left storage in use */
   if (for_exec && mm->victims.protected_bytes && claimed)
     floor_release(mm, claimed);
   mm_faa_relaxed_u64(&mm->victims.clock, evicted);
   *excess = claimed > need;
+  *freed = claimed;
   return MMI_EVICT_DONE;
 
 back_out:
@@ -507,9 +518,10 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   assert(!mmi_in_evict_callback(mm));
   struct mmi_evict_frame frame = {mm, mmi_evicting, false, false, false};
   bool excess = false;
+  uint64_t freed = 0;
   mmi_evicting = &frame;
-  mmi_evict_result r =
-      evict_charge(mm, pool, bytes, commit, arg, &frame, &excess);
+  mmi_evict_result r = evict_charge(mm, pool, bytes, bytes ? UINT64_MAX : 0,
+                                    commit, arg, &frame, &excess, &freed);
   mmi_evicting = frame.outer;
   /* The news this eviction raised, told once and outside it. */
   if (frame.news)
@@ -517,4 +529,20 @@ mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   if (gained)
     *gained = excess || frame.gained;
   return r;
+}
+
+uint64_t mmi_evict_excess(mm_t *mm, mm_pool pool, uint64_t most) {
+  assert(!mmi_in_evict_callback(mm));
+  struct mmi_evict_frame frame = {mm, mmi_evicting, false, false, false};
+  bool excess = false;
+  uint64_t freed = 0;
+  mmi_evicting = &frame;
+  mmi_rcu_read_lock();
+  mmi_evict_result r =
+      evict_charge(mm, pool, 0, most, NULL, NULL, &frame, &excess, &freed);
+  mmi_rcu_read_unlock();
+  mmi_evicting = frame.outer;
+  if (frame.news)
+    mmi_held_news(mm);
+  return r == MMI_EVICT_DONE ? freed : 0;
 }

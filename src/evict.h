@@ -59,6 +59,7 @@ static inline void mmi_victims_touch(mmi_victims *v, mmi_page *pg) {
  * page's.  A subtraction is news for held requests (the floor may let
  * more go), and a page going live subtracts its bytes: a new page is
  * news. */
+void mmi_unsettled_add(mm_t *mm, uint64_t bytes);
 void mmi_unsettled_sub(mm_t *mm, uint64_t bytes);
 
 /* Charge @bytes of storage for a new page from free memory; true if
@@ -90,6 +91,13 @@ typedef enum {
 mmi_evict_result mmi_evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                   bool (*commit)(void *arg), void *arg,
                                   bool *gained);
+
+/* Past the budget (after a shrink): evict unpinned pages covering what
+ * pool @pool's use is over, up to @most bytes of it (all or nothing), and
+ * release them to nobody.  Returns the bytes evicted (whole pages; 0 if
+ * unpinned pages cannot cover it).  Not in a read section; never from
+ * inside an eviction callback of @mm. */
+uint64_t mmi_evict_excess(mm_t *mm, mm_pool pool, uint64_t most);
 
 /* Is the calling thread inside an eviction callback of @mm?  (A load of
  * the thread's innermost eviction, NULL in nearly every call.) */

@@ -127,6 +127,7 @@ struct mmi_waiter {
                                 handle's, blocking; NULL by exec id),
                                 whom its reclaim does not ask */
   mm_atomic_u32 reclaim;     /* R_*: its reclaim, if it makes one */
+  bool external;             /* mm_external_set's growth: nobody's books */
   uint64_t kicked;           /* pending after the kick that queued it: a
                                 pass that saw it has tried this one */
   mmi_waiter *next;          /* private list link, baton holder's */
@@ -181,7 +182,7 @@ static void finish_ended(mm_t *mm, mmi_waiter *w, mm_status st);
  * cancelled. */
 static void finish_granted(mm_t *mm, mmi_waiter *w) {
   mmi_rcu_read_lock();
-  if (w->pool == MM_POOL_EXECUTION) {
+  if (w->pool == MM_POOL_EXECUTION && !w->external) {
     struct mm_consumer *c = w->grant ? w->grant->consumer : NULL;
     uint32_t key = 0;
     if (c && mmi_consumer_credit(c, w->bytes))
@@ -336,7 +337,7 @@ enum { TRY_GRANTED, TRY_ENDED, TRY_NO_FIT, TRY_NO_SHARE };
 static bool within_share(mm_t *mm, mmi_waiter *w, bool *first) {
   if (first)
     *first = false;
-  if (w->pool != MM_POOL_EXECUTION || !mm->cfg.fair_share)
+  if (w->pool != MM_POOL_EXECUTION || !mm->cfg.fair_share || w->external)
     return true;
   mmi_rcu_read_lock();
   /* Still waiting, read inside the section: its owner has not ended it
@@ -354,6 +355,12 @@ static bool within_share(mm_t *mm, mmi_waiter *w, bool *first) {
  * TRY_NO_SHARE (fair_share: past its consumer's share). */
 static int try_grant(mm_t *mm, mmi_waiter *w, uint64_t no_room_from[2]) {
   int r;
+  /* Too large for the budget in force ever to grant (it shrank): ended,
+   * rather than barring younger requests until a grow. */
+  if (w->bytes > mmi_pool_most_now(&mm->pool, w->pool)) {
+    (void)try_end(mm, w, W_FAILED, MM_ENOMEM);
+    return TRY_ENDED;
+  }
   if (!within_share(mm, w, NULL))
     return TRY_NO_SHARE; /* until its share grows: bars nobody */
   /* (A storage waiter's charge is unsettled until its page is live: the
@@ -485,6 +492,10 @@ static void dispatch_pass(mm_t *mm) {
     w = next;
   }
 
+  /* A shrink left use past the budget: what is over goes first. */
+  if (mm_load_acquire_u32(&mm->budget_over) && mmi_budget_pass(mm))
+    mm_faa_seq_cst_u64(&h->pending, 1);
+
   for (int p = 0; p < 2; p++) { /* written only on change: arrivals read */
     if (mm_load_relaxed_u32(&h->blocked[p]) != blocked[p])
       mm_store_release_u32(&h->blocked[p], blocked[p]);
@@ -523,6 +534,13 @@ static uint64_t kick(mm_t *mm) {
      * it sees the baton down, or we see it waiting and wake it. */
     if (mm_load_seq_cst_u32(&h->service_waits))
       service_poke(h);
+    /* A shrink waiting for use to fit is counted in as held, so every
+     * release and unpin comes here (the door kicks): it looks again after
+     * each pass (resize.c). */
+    if (mm_load_seq_cst_u32(&h->budget_waits)) {
+      mm_faa_acq_rel_u32(&h->budget_seq, 1);
+      mm_futex_wake_all(&h->budget_seq);
+    }
     if (mm_load_seq_cst_u64(&h->pending) == seen)
       return ours;
   }
@@ -583,6 +601,27 @@ void mmi_held_news(mm_t *mm) {
     kick(mm);
 }
 
+void mmi_budget_apply(mm_t *mm, uint64_t total) {
+  uint64_t exec, storage;
+  mmi_pool_split(&mm->pool, total, &exec, &storage);
+  uint64_t want = mm->pool.storage_init - storage;
+  uint64_t was = mm_load_relaxed_u64(&mm->pool.withheld[MM_POOL_STORAGE]);
+  if (want > was)
+    mmi_unsettled_add(mm, want - was); /* before it is charged */
+  int64_t delta[2];
+  mmi_pool_set_budget(&mm->pool, total, delta);
+  if (delta[MM_POOL_STORAGE] < 0)
+    mmi_unsettled_sub(mm, (uint64_t)-delta[MM_POOL_STORAGE]); /* news */
+  mmi_pressure_update(mm); /* the caches may park more, or less */
+  /* A grow returns capacity; after a shrink a pass ends the held requests
+   * the budget can no longer grant, and renews the bars. */
+  mmi_held_news(mm);
+}
+
+bool mmi_on_service_thread(mm_t *mm) {
+  return pthread_equal(pthread_self(), mm->held.service) != 0;
+}
+
 void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes) {
   mmi_pool_uncharge(&mm->pool, pool, bytes);
   if (mm_load_relaxed_u32(&mm->caches.squeezed))
@@ -591,8 +630,9 @@ void mmi_give_back(mm_t *mm, mm_pool pool, uint64_t bytes) {
 }
 
 bool mmi_pressure_tight(mm_t *mm, uint64_t more) {
+  /* (The word counts the budget withheld below the ceiling as used.) */
   uint64_t used = mmi_pool_used_guess(&mm->pool) + more;
-  return used + mmi_tcaches_capacity(&mm->caches) > mm->cfg.total_bytes ||
+  return used + mmi_tcaches_capacity(&mm->caches) > mm->pool.total ||
          mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
                  mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
              0;
@@ -705,13 +745,18 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   mmi_waiter *w = NULL;
   mmi_qentry *entry = NULL;
   struct mm_consumer *spare = NULL;
+  bool external = grant && grant->external;
+  bool by_id = pool == MM_POOL_EXECUTION && !external;
   if (mm_load_seq_cst_u32(&h->destroying)) {
     refused = MM_ECANCELED;
+  } else if (bytes > mmi_pool_most_now(&mm->pool, pool)) {
+    refused = MM_ENOMEM; /* past what the budget in force could grant */
+    mmi_count(mm, MMI_DECLINED, 1);
   } else {
     w = mmi_meta_alloc(sizeof *w);
     entry = mmi_queue_entry_new();
-    spare = pool == MM_POOL_EXECUTION ? mmi_consumer_spare() : NULL;
-    if (!w || !entry || (pool == MM_POOL_EXECUTION && !spare)) {
+    spare = by_id ? mmi_consumer_spare() : NULL;
+    if (!w || !entry || (by_id && !spare)) {
       refused = MM_ENOMEM;
       mmi_count(mm, MMI_DECLINED, 1);
     }
@@ -749,6 +794,7 @@ mm_status mmi_held_hold(mm_t *mm, mm_pool pool, uint64_t id, uint64_t bytes,
   w->page = page;
   w->next = NULL;
   w->asker = grant ? grant->consumer : NULL;
+  w->external = external;
   /* Consumers are asked for execution requests while any can be asked. */
   bool reclaims =
       pool == MM_POOL_EXECUTION && mm_load_relaxed_u64(&mm->reclaimers) != 0;
@@ -859,9 +905,13 @@ static void *service_main(void *arg) {
     run_reclaims(mm);
     if (stopping)
       return NULL;
+    if (h->tick_at <= mm_now_ns() && !mm_load_seq_cst_u32(&h->destroying))
+      h->tick_at = mmi_service_tick(mm); /* polls, follow_cgroup */
     int64_t deadline = (int64_t)mm_load_seq_cst_u64(&h->next_deadline);
     if (mm_load_seq_cst_u32(&h->destroying))
       deadline = MM_FOREVER_NS; /* shutdown holds the baton and ends all */
+    else if (h->tick_at < deadline)
+      deadline = h->tick_at;
     if (deadline <= mm_now_ns()) {
       kick(mm); /* the pass ends the asynchronous waiters that are due */
       if ((int64_t)mm_load_seq_cst_u64(&h->next_deadline) <= mm_now_ns()) {
@@ -899,6 +949,9 @@ mm_status mmi_held_init(mm_t *mm) {
   mmi_stack_init(&h->done);
   mmi_stack_init(&h->reclaims);
   mm_store_relaxed_u64(&h->asking, 0);
+  mm_store_relaxed_u32(&h->budget_waits, 0);
+  mm_store_relaxed_u32(&h->budget_seq, 0);
+  h->tick_at = mmi_service_first_tick(mm);
   mm_store_relaxed_u32(&h->service_seq, 0);
   mm_store_relaxed_u64(&h->next_deadline, (uint64_t)MM_FOREVER_NS);
   mm_store_relaxed_u32(&h->stopping, 0);

@@ -43,6 +43,11 @@ typedef struct mmi_held {
   _Alignas(MM_CACHE_LINE) mmi_stack done;
   mmi_stack reclaims;        /* asynchronous requests whose consumers to ask */
   mm_atomic_u64 asking;      /* held requests asking consumers now */
+  mm_atomic_u32 budget_waits; /* shrinks waiting for use to fit */
+  mm_atomic_u32 budget_seq;   /* futex word: bumped after each pass while
+                                 a shrink waits */
+  int64_t tick_at;            /* the service thread's next periodic work
+                                 (resize.c), its own */
   mm_atomic_u32 service_seq; /* futex word: bumped on new work */
   mm_atomic_u64 next_deadline;
   mm_atomic_u32 stopping;
@@ -76,6 +81,15 @@ bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns);
  * any request is held (docs/DESIGN.md 3.7 has the rule and its proof).
  */
 void mmi_held_news(mm_t *mm);
+
+/* Put budget @total in force (pool.c: mmi_pool_set_budget; resizes are
+ * serialised by the caller): a grow is news, a shrink's withheld storage
+ * is unsettled before it is charged (evict.c). */
+void mmi_budget_apply(mm_t *mm, uint64_t total);
+
+/* Is the calling thread the manager's service thread (asynchronous
+ * callbacks, periodic work)? */
+bool mmi_on_service_thread(mm_t *mm);
 
 /* Return @bytes that an earlier charge of @pool took, and tell held
  * requests: the only way bytes are uncharged from the pool word. */

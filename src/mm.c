@@ -46,16 +46,35 @@ const char *mm_strerror(mm_status st) {
 
 static bool is_pow2(size_t v) { return v && !(v & (v - 1)); }
 
+bool mmi_budget_allowed(const mm_config *plan, const mmi_pool *p,
+                        uint64_t total) {
+  if (total > p->total || total / 2 < plan->page_size)
+    return false;
+  uint64_t exec, storage;
+  mmi_pool_split(p, total, &exec, &storage);
+  return storage >= plan->page_size &&
+         storage >= plan->storage_protected_bytes;
+}
+
 /* Fill in defaults and check every field; MM_EINVAL on the first bad
- * one.  On success *storage_init is the storage pool's initial size. */
+ * one.  On success *@ceiling_storage is the storage pool's size at the
+ * ceiling (max_total_bytes). */
 static mm_status config_plan(const mm_config *in, mm_config *out,
-                             uint64_t *storage_init, int *source) {
+                             uint64_t *ceiling_storage, int *source) {
   *out = *in;
   *source = MM_BUDGET_CONFIGURED;
   if (out->auto_fraction == 0.0)
     out->auto_fraction = MMI_DEFAULT_AUTO_FRACTION;
   if (!(out->auto_fraction > 0.0 && out->auto_fraction <= 1.0))
     return MM_EINVAL;
+  if (out->follow_cgroup && out->total_bytes != 0)
+    return MM_EINVAL; /* a configured budget has nothing to follow */
+  if (out->follow_cgroup_ns < 0 || out->external_poll_ns < 0)
+    return MM_EINVAL;
+  if (out->follow_cgroup_ns == 0)
+    out->follow_cgroup_ns = MMI_DEFAULT_FOLLOW_NS;
+  if (out->external_poll_ns == 0)
+    out->external_poll_ns = MMI_DEFAULT_POLL_NS;
   if (out->total_bytes == 0) {
     uint64_t page = out->page_size ? out->page_size : MMI_DEFAULT_PAGE;
     if (!is_pow2(page))
@@ -63,6 +82,11 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
     out->total_bytes = mmi_budget_auto(out->auto_fraction, page, source);
   }
   if (out->total_bytes == 0 || out->total_bytes > MMI_MAX_TOTAL)
+    return MM_EINVAL;
+  if (out->max_total_bytes == 0)
+    out->max_total_bytes = out->total_bytes;
+  if (out->max_total_bytes < out->total_bytes ||
+      out->max_total_bytes > MMI_MAX_TOTAL)
     return MM_EINVAL;
 
   if (out->storage_fraction == 0.0)
@@ -74,26 +98,28 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
   if (out->page_size == 0)
     out->page_size = MMI_DEFAULT_PAGE;
   if (!is_pow2(out->page_size) || out->page_size < MMI_MIN_PAGE ||
-      out->page_size > MMI_MAX_PAGE || out->total_bytes / 2 < out->page_size)
+      out->page_size > MMI_MAX_PAGE)
     return MM_EINVAL;
 
-  /* Storage starts at total * fraction, in whole pages; execution gets
-   * the rest, which is never empty because the fraction is below 1. */
+  /* Storage's size at the ceiling is ceiling * fraction, in whole pages;
+   * execution gets the rest, which is never empty because the fraction is
+   * below 1.  Smaller budgets scale that split (pool.c). */
+  uint64_t ceiling = out->max_total_bytes;
   uint64_t pages =
-      (uint64_t)((double)out->total_bytes * out->storage_fraction) /
-      out->page_size;
+      (uint64_t)((double)ceiling * out->storage_fraction) / out->page_size;
   uint64_t storage = pages * out->page_size;
-  if (pages == 0 || storage >= out->total_bytes)
+  if (pages == 0 || storage >= ceiling)
     return MM_EINVAL;
+  mmi_pool split;
+  mmi_pool_init(&split, ceiling, storage, out->storage_may_borrow);
+  if (!mmi_budget_allowed(out, &split, out->total_bytes))
+    return MM_EINVAL; /* includes the protected floor */
 
   if (out->max_execution_request == 0)
     out->max_execution_request = out->total_bytes < MMI_DEFAULT_MAX_EXEC
                                      ? out->total_bytes
                                      : MMI_DEFAULT_MAX_EXEC;
   if (out->max_execution_request > out->total_bytes)
-    return MM_EINVAL;
-
-  if (out->storage_protected_bytes > storage)
     return MM_EINVAL;
 
   if (out->eviction != MM_EVICT_RANDOM && out->eviction != MM_EVICT_SAMPLED_LRU)
@@ -104,8 +130,7 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
     return MM_EINVAL;
 
   /* The victim set keeps two slots per page storage could ever hold. */
-  uint64_t storage_max = out->storage_may_borrow ? out->total_bytes : storage;
-  if (storage_max / out->page_size > MMI_MAX_PAGES)
+  if (mmi_pool_storage_max(&split) / out->page_size > MMI_MAX_PAGES)
     return MM_EINVAL;
 
   if (out->cpu_cache_bytes == 0)
@@ -124,7 +149,7 @@ static mm_status config_plan(const mm_config *in, mm_config *out,
     out->seed = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) |
                 1; /* never 0 */
   }
-  *storage_init = storage;
+  *ceiling_storage = storage;
   return MM_OK;
 }
 
@@ -144,8 +169,8 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
     return MM_ENOMEM;
   memset(mm, 0, sizeof *mm);
   mm->cfg = plan;
-  mm->budget_source = source;
-  mmi_pool_init(&mm->pool, plan.total_bytes, storage_init,
+  mm_store_relaxed_u32(&mm->budget_source, (uint32_t)source);
+  mmi_pool_init(&mm->pool, plan.max_total_bytes, storage_init,
                 plan.storage_may_borrow);
   mmi_counters_init(&mm->counters);
 
@@ -156,19 +181,26 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   if (!(mm->pages =
             mmi_registry_new(mmi_pool_storage_max(&mm->pool) / plan.page_size)))
     goto no_pages;
-  if ((st = mmi_backing_init(&mm->backing, plan.total_bytes)) != MM_OK)
+  if ((st = mmi_backing_init(&mm->backing, plan.max_total_bytes)) != MM_OK)
     goto no_backing;
   if ((st = mmi_tcaches_init(&mm->caches, &mm->backing,
                              plan.cpu_cache_bytes)) != MM_OK)
     goto no_caches;
   if ((st = mmi_victims_init(mm)) != MM_OK)
     goto no_victims;
+  if ((st = mmi_resize_init(mm)) != MM_OK)
+    goto no_resize;
+  /* Below the ceiling, the difference is withheld from the start (before
+   * the service thread can resize). */
+  mmi_budget_apply(mm, plan.total_bytes);
   if ((st = mmi_held_init(mm)) != MM_OK)
     goto no_held;
   *out = mm;
   return MM_OK;
 
 no_held:
+  mmi_resize_fini(mm);
+no_resize:
   mmi_victims_fini(mm);
 no_victims:
   mmi_tcaches_fini(&mm->caches);
@@ -187,6 +219,7 @@ void mm_destroy(mm_t *mm) {
   if (!mm)
     return;
   mmi_held_shutdown(mm);
+  mmi_resize_fini(mm);
   mmi_registry_destroy(mm->pages, mmi_page_drop, mm); /* frees their data */
   mmi_exec_forget_all(mm); /* before the consumers go */
   mmi_consumers_fini(mm);
@@ -235,8 +268,8 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   uint64_t credit = mmi_consumers_spare((mm_t *)mm);
   if (credit > v.exec_used)
     credit = v.exec_used;
-  mmi_pool_view_of(&mm->pool, v.exec_used - credit, v.storage_used, &v);
-  out->total_bytes = mm->cfg.total_bytes;
+  mmi_pool_view_less_exec(&mm->pool, &v, credit);
+  out->total_bytes = v.total;
   out->execution_pool_bytes = v.exec_pool;
   out->storage_pool_bytes = v.storage_pool;
   out->execution_used_bytes = v.exec_used;
@@ -267,5 +300,10 @@ void mm_get_stats(const mm_t *mm, mm_stats *out) {
   out->reclaims = mmi_count_total(mm, MMI_RECLAIMS);
   out->reclaimed_bytes = mmi_count_total(mm, MMI_RECLAIMED_BYTES);
   out->reclaim_ns = mmi_count_total(mm, MMI_RECLAIM_NS);
-  out->budget_source = mm->budget_source;
+  out->budget_source = (int)mm_load_relaxed_u32(&mm->budget_source);
+  out->max_total_bytes = mm->pool.total;
+  out->budget_changes = mm_load_relaxed_u64(&mm->budget_changes);
+  out->over_budget_bytes = v.over;
+  out->external_bytes = mm_load_relaxed_u64(&mm->external_bytes);
+  out->external_polled_bytes = mm_load_relaxed_u64(&mm->external_polled);
 }

@@ -34,6 +34,8 @@
 #define MMI_MAX_PAGES             ((uint64_t)1 << 30) /* storage, in pages */
 #define MMI_DEFAULT_CPU_CACHE     ((size_t)256 << 10)
 #define MMI_MAX_CPU_CACHE         ((size_t)64 << 20)
+#define MMI_DEFAULT_FOLLOW_NS     ((int64_t)1000 * 1000 * 1000)
+#define MMI_DEFAULT_POLL_NS       ((int64_t)100 * 1000 * 1000)
 
 struct mm {
   mmi_pool pool; /* the hot word first, on its own cache line */
@@ -54,7 +56,22 @@ struct mm {
   mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
   mm_atomic_u64 guaranteed; /* the consumers' min limits, summed */
   mm_atomic_u64 active;     /* fair_share: consumers holding memory now */
-  int budget_source;        /* MM_BUDGET_*: where total_bytes came from */
+  mm_atomic_u32 budget_source; /* MM_BUDGET_*: where the budget came from */
+  /* The elastic budget (resize.c): resizes are serialised by `resize`
+   * (never held across a callback or a wait); the execution pool's
+   * smallest size in force or being put in force, for the guarantees'
+   * check; how many resizes took effect. */
+  pthread_mutex_t resize;
+  mm_atomic_u32 budget_over; /* a shrink that timed out is counted in as
+                                held until use fits (mmi_budget_pass) */
+  mm_atomic_u64 exec_floor;
+  mm_atomic_u64 budget_changes;
+  /* External memory (external.c): sources by id, their sum, the polled
+   * part (written by the service thread). */
+  mmi_registry *externals;
+  mm_atomic_u64 external_bytes;
+  mm_atomic_u64 external_polled;
+  int64_t poll_at, follow_at; /* the service thread's, when each is due */
   mmi_counters counters;
 };
 
@@ -127,7 +144,8 @@ typedef struct mmi_grant {
   void *block; /* made by a grant that evicted, before any victim
                   went (so a failed allocation evicted nothing);
                   NULL: the caller makes it */
-  bool inside; /* it was held: call mmi_held_leave when done */
+  bool inside;   /* it was held: call mmi_held_leave when done */
+  bool external; /* mm_external_set: charged, credited to nobody */
 } mmi_grant;
 /* Grant, decline or hold @bytes (already validated) of @pool for @id.
  * With @grant (no @cb): a granted storage page is left pending but charged
@@ -171,11 +189,40 @@ void mmi_exec_forget_all(mm_t *mm);
  * or _V1 for the one that gave it, else MM_BUDGET_PHYSICAL. */
 uint64_t mmi_budget_cgroup(const char *proc_cgroup, const char *root,
                            int *source);
+/* For tests: where mmi_budget_auto reads the process's cgroups (NULL:
+ * /proc/self/cgroup and /sys/fs/cgroup). */
+void mmi_budget_set_paths(const char *proc_cgroup, const char *root);
 /* Physical memory (0 if unknown). */
 uint64_t mmi_budget_physical(void);
 /* @fraction of the lower of this process's cgroup limit and physical
  * memory, in whole @page_size pages; 0 if neither is known. */
 uint64_t mmi_budget_auto(double fraction, uint64_t page_size, int *source);
+
+/* ---- resize.c and external.c: the elastic budget ---- */
+/* Is @total a budget the plan allows (two pages, a storage pool of a page
+ * and of the protected floor, at most the ceiling)?  (mm.c) */
+bool mmi_budget_allowed(const mm_config *plan, const mmi_pool *p,
+                        uint64_t total);
+/* The lock, the floor, the external sources' registry (mm_create). */
+mm_status mmi_resize_init(mm_t *mm);
+void mmi_resize_fini(mm_t *mm);
+/* The service thread's periodic work (external_poll, follow_cgroup):
+ * when it is first due (MM_FOREVER_NS: none), and doing what is due;
+ * each returns the next time. */
+int64_t mmi_service_first_tick(mm_t *mm);
+int64_t mmi_service_tick(mm_t *mm);
+/* In a dispatch pass while a shrink that timed out left use past the
+ * budget: evict what is over, and once use fits count the shrink out.
+ * True if anything was evicted (waiters passed over may fit now). */
+bool mmi_budget_pass(mm_t *mm);
+/* Polled external memory is now @bytes (the service thread). */
+void mmi_external_polled(mm_t *mm, uint64_t bytes);
+/* Use past the budget in force: evict, ask consumers (unless @no_ask),
+ * and wait until @deadline for releases, until use fits the budget (or
+ * a later resize put one in force that use fits, and use is within
+ * @total).  MM_OK or MM_ETIMEDOUT. */
+mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
+                            bool no_ask);
 
 /* ---- consumer.c: fair shares ---- */
 /* With fair_share: may the request of @bytes by @c (NULL: @exec_id's own
@@ -196,6 +243,8 @@ void mmi_reclaim_ask(mm_t *mm, struct mm_consumer *asker, uint64_t wanted,
 /* Turn @c's callback off, waiting for a run of it on another thread to
  * return (mm_consumer_close; not from inside a callback: see reclaim.c). */
 void mmi_reclaim_unset(struct mm_consumer *c);
+/* Is the calling thread running a reclaim callback (of any manager)? */
+bool mmi_in_reclaim_callback(void);
 /* Ask @c no more, without waiting (its books were closed). */
 void mmi_reclaim_off(struct mm_consumer *c);
 

@@ -14,25 +14,62 @@
 #include "atomics/mm_atomic.h"
 
 typedef struct mmi_pool {
-  /* The whole mutable state: lo = execution used, hi = storage used.
-   * Alone on its cache line; it is the one word every acquire touches. */
+  /* The whole mutable state: lo = execution used, hi = storage used, each
+   * with its pool's part of the budget withheld (below).  Alone on its
+   * cache line; it is the one word every acquire touches. */
   _Alignas(MM_CACHE_LINE) mm_dword used;
-  _Alignas(MM_CACHE_LINE) uint64_t total; /* immutable after init */
-  uint64_t exec_init;                     /* execution pool's initial size */
-  uint64_t storage_init;                  /* storage pool's initial size */
+  /* The ceiling: the largest budget (max_total_bytes) and the pools'
+   * sizes at it.  Immutable after init; the rules of pool.c read only
+   * these and the word. */
+  _Alignas(MM_CACHE_LINE) uint64_t total;
+  uint64_t exec_init;    /* execution pool's size at the ceiling */
+  uint64_t storage_init; /* storage pool's size at the ceiling */
   bool storage_may_borrow;
+  /* The ceiling less the budget in force, per pool: counted in `used` as
+   * if in use (so the rules hold the budget in force), and mirrored here
+   * for the pictures.  Written only by mmi_pool_set_budget; `seq` is odd
+   * while it writes (a seqlock for mmi_pool_view_get). */
+  mm_atomic_u64 withheld[2];
+  mm_atomic_u32 seq;
 } mmi_pool;
 
-/* A consistent picture of the pools, derived from one snapshot. */
+/* A consistent picture of the pools, derived from one snapshot.  Uses
+ * are real (the withheld budget is not counted in them). */
 typedef struct mmi_pool_view {
   uint64_t exec_used, storage_used;
   uint64_t exec_pool, storage_pool; /* sum to total */
   uint64_t exec_borrowed;           /* storage capacity lent to execution */
   uint64_t storage_borrowed;        /* execution capacity lent to storage */
+  uint64_t total;                   /* the budget in force */
+  uint64_t exec_init, storage_init; /* the pools' sizes at that budget */
+  uint64_t over;                    /* use past the budget (after a shrink) */
+  uint64_t withheld[2];             /* the ceiling less the budget, per pool */
 } mmi_pool_view;
 
+/* A budget at the ceiling @total, storage's share of it @storage_init. */
 void mmi_pool_init(mmi_pool *p, uint64_t total, uint64_t storage_init,
                    bool storage_may_borrow);
+
+/* The pools' sizes at budget @total (at most the ceiling): the ceiling's
+ * split, scaled.  Both only grow with @total. */
+void mmi_pool_split(const mmi_pool *p, uint64_t total, uint64_t *exec_init,
+                    uint64_t *storage_init);
+
+/* The budget in force (a guess while a resize runs). */
+uint64_t mmi_pool_budget(const mmi_pool *p);
+
+/* How far pool @which's use is past what the rules allow it now (only
+ * after a shrink, or external memory counted by force); 0 if within. */
+uint64_t mmi_pool_excess(mmi_pool *p, int which);
+
+/* The most one charge of pool @which could be granted under the budget
+ * in force (a guess while a resize runs). */
+uint64_t mmi_pool_most_now(const mmi_pool *p, int which);
+
+/* Charge @bytes to pool @which whether or not they fit: memory that
+ * exists already (polled external memory).  Use may pass the budget;
+ * then nothing fits until releases bring it back. */
+void mmi_pool_charge_anyway(mmi_pool *p, int which, uint64_t bytes);
 
 /* The most one storage charge could ever be granted. */
 uint64_t mmi_pool_storage_max(const mmi_pool *p);
@@ -53,11 +90,14 @@ uint64_t mmi_pool_charge_upto(mmi_pool *p, int which, uint64_t bytes);
  * heuristics only, never for a decision about a charge. */
 uint64_t mmi_pool_used_guess(const mmi_pool *p);
 
-/* Storage bytes in use now (one atomic read of that half). */
+/* Storage bytes in use now (one atomic read of that half, less storage's
+ * withheld budget: a guess while a resize runs). */
 uint64_t mmi_pool_storage_used(const mmi_pool *p);
-/* The same with acquire: what was written before the charges it counts
- * (evict.c's count of unsettled bytes) is visible after it. */
-uint64_t mmi_pool_storage_used_acquire(const mmi_pool *p);
+/* Storage's half of the word as it is, withheld budget included (evict.c
+ * counts that as unsettled), with acquire: what was written before the
+ * charges it counts (evict.c's count of unsettled bytes) is visible
+ * after it. */
+uint64_t mmi_pool_storage_charged_acquire(const mmi_pool *p);
 
 /*
  * Giving capacity back.  Only the wake-up door (held.c: mmi_give_back,
@@ -77,12 +117,20 @@ void mmi_pool_uncharge_storage(mmi_pool *p, uint64_t bytes);
  * @out - @in). */
 void mmi_pool_move_from_storage(mmi_pool *p, int which, uint64_t out,
                                 uint64_t in);
+
+/* Put budget @total (at most the ceiling) in force: each pool's withheld
+ * part moves to the ceiling's split less @total's, in one CAS on the word
+ * (a shrink counts more as used, without a check: use may be past the
+ * new budget, and then nothing fits until releases bring it back; a grow
+ * is a return of capacity).  Calls never overlap (the caller serialises
+ * them).  *@delta[which]: how much more is withheld (negative: less). */
+void mmi_pool_set_budget(mmi_pool *p, uint64_t total, int64_t delta[2]);
 #endif /* MMI_POOL_GIVE_BACK */
 
 void mmi_pool_view_get(mmi_pool *p, mmi_pool_view *v);
-/* The picture for given uses (a snapshot's, or one corrected for credit
- * parked on CPUs). */
-void mmi_pool_view_of(const mmi_pool *p, uint64_t exec_used,
-                      uint64_t storage_used, mmi_pool_view *v);
+/* The picture with execution's use lowered by @less (credit parked with
+ * consumers, as if given back). */
+void mmi_pool_view_less_exec(const mmi_pool *p, mmi_pool_view *v,
+                             uint64_t less);
 
 #endif /* MM_POOL_H */

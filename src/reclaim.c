@@ -37,6 +37,8 @@
 /* The consumer whose callback this thread is running (busy is ours). */
 static MM_THREAD_LOCAL struct mm_consumer *asking;
 
+bool mmi_in_reclaim_callback(void) { return asking != NULL; }
+
 static bool busy_try(struct mm_consumer *c) {
   uint32_t free_ = 0;
   return mm_cas_acq_rel_u32(&c->reclaim_busy, &free_, 1);

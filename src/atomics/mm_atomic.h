@@ -126,6 +126,9 @@ static inline uint32_t mm_faa_relaxed_u32(mm_atomic_u32 *p, uint32_t v) {
 static inline uint32_t mm_faa_acq_rel_u32(mm_atomic_u32 *p, uint32_t v) {
   return atomic_fetch_add_explicit(p, v, memory_order_acq_rel);
 }
+static inline uint32_t mm_faa_seq_cst_u32(mm_atomic_u32 *p, uint32_t v) {
+  return atomic_fetch_add_explicit(p, v, memory_order_seq_cst);
+}
 
 static inline uint32_t mm_fas_seq_cst_u32(mm_atomic_u32 *p, uint32_t v) {
   return atomic_exchange_explicit(p, v, memory_order_seq_cst);
