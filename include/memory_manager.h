@@ -132,8 +132,11 @@ enum { MM_EVICT_RANDOM = 0, MM_EVICT_SAMPLED_LRU = 1 };
  * thread of the request that needed it, or, for a held request, the
  * thread that grants it (one whose release, unpin, cancel or acquire ran
  * the grant, a blocked caller at its deadline, or the manager's service
- * thread); always after the page can no longer be pinned (mm_pin_storage
- * answers MM_ENOENT) and before its bytes are granted to anyone.  A held
+ * thread), or, when a shrink of the budget left use past it (see
+ * mm_set_budget), the thread of mm_set_budget, or of a release, unpin or
+ * request that runs a dispatch pass, or the service thread; always after
+ * the page can no longer be pinned (mm_pin_storage answers MM_ENOENT) and
+ * before its bytes are granted to anyone.  A held
  * request is granted before its victims' callbacks run, so it cannot time
  * out or be cancelled once pages were evicted for it.  The page id stays
  * taken until its own callback returns: an acquire of the id meanwhile
@@ -1021,7 +1024,9 @@ MM_API void mm_trim(mm_t *mm);
  *
  * The pool sizes and the used and borrowed bytes come from one atomic
  * snapshot of the pools, so they agree with one another: the pool sizes
- * sum to total_bytes, and each pool's used bytes are at most its size.
+ * sum to total_bytes (the budget in force), and each pool's used bytes
+ * are at most its size -- except after a shrink of the budget, until use
+ * fits it again (over_budget_bytes says by how much it does not).
  * The counters are summed from per-thread stripes while other threads may
  * be counting: each is exact once the manager is quiet.
  */

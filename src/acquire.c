@@ -73,8 +73,8 @@ static int charge_now(mm_t *mm, mm_pool pool, uint64_t bytes,
     mmi_tcaches_squeeze(&mm->caches, true);
   if (!may_evict || mmi_pool_storage_used(&mm->pool) == 0)
     return NO_ROOM; /* consumers are asked first, or no page to evict */
-  bool by_id = !grant || (!grant->external && (!grant->consumer ||
-                                               grant->consumer->dflt));
+  bool by_id = !grant || (!grant->external &&
+                          (!grant->consumer || grant->consumer->dflt));
   if (pool == MM_POOL_EXECUTION && by_id && !(*spare = mmi_consumer_spare()))
     return NO_ROOM;
   struct block_commit bc = {mm, grant};

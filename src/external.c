@@ -90,8 +90,8 @@ mm_status mm_external_set(mm_t *mm, uint64_t source_id, size_t bytes,
     mmi_grant grant = {0};
     grant.external = true;
     uint64_t more = bytes - x->bytes;
-    st = mmi_request_acquire(mm, MM_POOL_EXECUTION, source_id, more,
-                             timeout_ns, NULL, NULL, NULL, &grant);
+    st = mmi_request_acquire(mm, MM_POOL_EXECUTION, source_id, more, timeout_ns,
+                             NULL, NULL, NULL, &grant);
     if (st == MM_OK) {
       x->bytes = bytes;
       mm_faa_relaxed_u64(&mm->external_bytes, more);

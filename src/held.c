@@ -596,8 +596,9 @@ void mmi_held_news(mm_t *mm) {
   mm_fence_seq_cst();
   mmi_held *h = &mm->held;
   if (mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) +
-          mm_load_relaxed_u64(&h->count[MM_POOL_STORAGE]) !=
-      0)
+              mm_load_relaxed_u64(&h->count[MM_POOL_STORAGE]) !=
+          0 ||
+      mm_load_relaxed_u32(&h->over)) /* a shrink waits, or left use past */
     kick(mm);
 }
 
@@ -635,7 +636,8 @@ bool mmi_pressure_tight(mm_t *mm, uint64_t more) {
   return used + mmi_tcaches_capacity(&mm->caches) > mm->pool.total ||
          mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
                  mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
-             0;
+             0 ||
+         mm_load_relaxed_u32(&mm->held.over);
 }
 
 void mmi_pressure_update(mm_t *mm) {
@@ -941,6 +943,7 @@ mm_status mmi_held_init(mm_t *mm) {
     mm_store_relaxed_u32(&h->blocked[p], 0);
     mm_store_relaxed_u64(&h->bar_at[p], (uint64_t)MM_FOREVER_NS);
   }
+  mm_store_relaxed_u32(&h->over, 0);
   mm_store_relaxed_u32(&h->baton, 0);
   mm_store_relaxed_u64(&h->pending, 0);
   mm_store_relaxed_u64(&h->passed, 0);

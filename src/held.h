@@ -27,6 +27,10 @@ typedef struct mmi_held {
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 count[2];
   mm_atomic_u32 blocked[2]; /* barred by a starved request */
   mm_atomic_u64 bar_at[2];  /* when a held request will starve and bar */
+  /* Use is, or may be, past the budget (resize.c: shrinks settling, and
+   * one that timed out): spare quota is not used, and every release and
+   * unpin kicks a pass. */
+  mm_atomic_u32 over;
 
   /* The dispatch baton and the work notes left for its holder. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 baton;
@@ -41,14 +45,14 @@ typedef struct mmi_held {
 
   /* The service thread: callbacks and asynchronous deadlines. */
   _Alignas(MM_CACHE_LINE) mmi_stack done;
-  mmi_stack reclaims;        /* asynchronous requests whose consumers to ask */
-  mm_atomic_u64 asking;      /* held requests asking consumers now */
+  mmi_stack reclaims;         /* asynchronous requests whose consumers to ask */
+  mm_atomic_u64 asking;       /* held requests asking consumers now */
   mm_atomic_u32 budget_waits; /* shrinks waiting for use to fit */
   mm_atomic_u32 budget_seq;   /* futex word: bumped after each pass while
                                  a shrink waits */
   int64_t tick_at;            /* the service thread's next periodic work
                                  (resize.c), its own */
-  mm_atomic_u32 service_seq; /* futex word: bumped on new work */
+  mm_atomic_u32 service_seq;  /* futex word: bumped on new work */
   mm_atomic_u64 next_deadline;
   mm_atomic_u32 stopping;
   pthread_t service;

@@ -52,8 +52,7 @@ bool mmi_budget_allowed(const mm_config *plan, const mmi_pool *p,
     return false;
   uint64_t exec, storage;
   mmi_pool_split(p, total, &exec, &storage);
-  return storage >= plan->page_size &&
-         storage >= plan->storage_protected_bytes;
+  return storage >= plan->page_size && storage >= plan->storage_protected_bytes;
 }
 
 /* Fill in defaults and check every field; MM_EINVAL on the first bad

@@ -53,9 +53,9 @@ struct mm {
    * id may have many), and the exec id's own (mm->execs, above). */
   mmi_registry *consumers, *by_exec;
   mm_atomic_u32 next_key;
-  mm_atomic_u64 reclaimers; /* consumers with a reclaim callback now */
-  mm_atomic_u64 guaranteed; /* the consumers' min limits, summed */
-  mm_atomic_u64 active;     /* fair_share: consumers holding memory now */
+  mm_atomic_u64 reclaimers;    /* consumers with a reclaim callback now */
+  mm_atomic_u64 guaranteed;    /* the consumers' min limits, summed */
+  mm_atomic_u64 active;        /* fair_share: consumers holding memory now */
   mm_atomic_u32 budget_source; /* MM_BUDGET_*: where the budget came from */
   /* The elastic budget (resize.c): resizes are serialised by `resize`
    * (never held across a callback or a wait); the execution pool's
@@ -141,9 +141,9 @@ typedef struct mmi_grant {
   uint32_t key;                 /* execution: the tag of the consumer the
                                    grant was credited to */
   uint64_t block_size;          /* the block the grant is for */
-  void *block; /* made by a grant that evicted, before any victim
-                  went (so a failed allocation evicted nothing);
-                  NULL: the caller makes it */
+  void *block;   /* made by a grant that evicted, before any victim
+                    went (so a failed allocation evicted nothing);
+                    NULL: the caller makes it */
   bool inside;   /* it was held: call mmi_held_leave when done */
   bool external; /* mm_external_set: charged, credited to nobody */
 } mmi_grant;
@@ -307,16 +307,20 @@ bool mmi_pressure_tight(mm_t *mm, uint64_t more);
 static inline bool mmi_spare_usable(const mm_t *mm) {
   const mmi_held *h = &mm->held;
   return mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) == 0 &&
+         !mm_load_relaxed_u32(&h->over) &&
          !mm_load_relaxed_u32(&h->blocked[MM_POOL_EXECUTION]) &&
          (int64_t)mm_load_relaxed_u64(&h->bar_at[MM_POOL_EXECUTION]) ==
              MM_FOREVER_NS;
 }
 
-/* Are requests held?  seq_cst: the Dekker pair with a waiter (consumer.c). */
+/* Are requests held, or is use past the budget (then what is released
+ * goes back, not to spare)?  seq_cst: the Dekker pair with a waiter
+ * (consumer.c), and with a shrink (resize.c). */
 static inline bool mmi_anyone_held(const mm_t *mm) {
   return mm_load_seq_cst_u64(&mm->held.count[MM_POOL_EXECUTION]) +
-             mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) !=
-         0;
+                 mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) !=
+             0 ||
+         mm_load_seq_cst_u32(&mm->held.over) != 0;
 }
 
 /* Charge @bytes to @c from its spare quota, if it has them and nothing

@@ -92,7 +92,8 @@ void mmi_pool_split(const mmi_pool *p, uint64_t total, uint64_t *exec_init,
                     uint64_t *storage_init) {
   assert(total <= p->total);
   /* floor(S0 * T' / T): exact in 128 bits, monotone in T', S0 at T. */
-  uint64_t s = (uint64_t)((unsigned __int128)p->storage_init * total / p->total);
+  uint64_t s =
+      (uint64_t)((unsigned __int128)p->storage_init * total / p->total);
   *storage_init = s;
   *exec_init = total - s; /* grows with T' too: S0 / T < 1 */
 }
@@ -128,9 +129,14 @@ static uint64_t pool_cap(const mmi_pool *p, int half, mm_dword d) {
 }
 
 uint64_t mmi_pool_excess(mmi_pool *p, int half) {
+  /* The rule as a sum, unclamped: used + other <= T (pool_cap's clamp to
+   * no room at all would undercount how far past it use is). */
   mm_dword d = mm_dword_load_snapshot(&p->used);
-  uint64_t cap = pool_cap(p, half, d), used = d.half[half];
-  return used > cap ? used - cap : 0;
+  uint64_t exec = mm_dword_lo(d), storage = mm_dword_hi(d);
+  uint64_t sum = half == HALF_EXEC || p->storage_may_borrow
+                     ? exec + storage
+                     : storage + (exec > p->exec_init ? exec : p->exec_init);
+  return sum > p->total ? sum - p->total : 0;
 }
 
 void mmi_pool_charge_anyway(mmi_pool *p, int half, uint64_t bytes) {
@@ -276,12 +282,11 @@ static void view_derive(const mmi_pool *p, mmi_pool_view *v) {
   v->exec_borrowed =
       v->exec_used > v->exec_init ? v->exec_used - v->exec_init : 0;
   v->storage_borrowed =
-      v->storage_used > v->storage_init ? v->storage_used - v->storage_init
-                                        : 0;
+      v->storage_used > v->storage_init ? v->storage_used - v->storage_init : 0;
   if (v->exec_borrowed)
     v->exec_pool = v->exec_used;
-  else if (v->storage_borrowed)
-    v->exec_pool = v->total - v->storage_used;
+  else if (v->storage_borrowed) /* (past the budget, storage may be) */
+    v->exec_pool = v->total > v->storage_used ? v->total - v->storage_used : 0;
   else
     v->exec_pool = v->exec_init;
   if (v->exec_pool > v->total) /* only past the budget */

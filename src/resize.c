@@ -10,7 +10,7 @@
  * shrink takes effect at its CAS for every charge after it, and may leave
  * use past the budget.  Then:
  *
- *   count in as a held execution request   spare quota stops being used
+ *   count in (held.over)                    spare quota stops being used
  *                                          (mmi_spare_usable), and every
  *                                          release and unpin kicks a pass
  *   take every spare back, squeeze caches
@@ -26,7 +26,7 @@
  *
  * No wake-up is lost: the shrink counts in (seq_cst) before its first
  * look, so every release after that look reaches a kick (the door reads
- * the counts after its fence), and the pass the kick runs -- or the one
+ * `over` after its fence), and the pass the kick runs -- or the one
  * its baton holder runs after it -- bumps budget_seq after it began.  The
  * shrink reads budget_seq before it looks: either its look sees the
  * release, or the futex sees budget_seq moved.
@@ -140,9 +140,9 @@ mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
   if (fits_mine(mm, total))
     return MM_OK;
   mmi_held *h = &mm->held;
-  /* seq_cst: counted in before the first look (the door reads the counts
+  /* seq_cst: counted in before the first look (the door reads `over`
    * after its fence), and waiting before the first read of budget_seq. */
-  mm_faa_seq_cst_u64(&h->count[MM_POOL_EXECUTION], 1);
+  mm_faa_seq_cst_u32(&h->over, 1);
   mm_faa_seq_cst_u32(&h->budget_waits, 1);
   (void)mmi_consumers_reclaim(mm); /* spare quota first: it is in use */
   mmi_tcaches_squeeze(&mm->caches, true);
@@ -185,7 +185,7 @@ mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
    * count at a time. */
   uint32_t none = 0;
   if (st != MM_ETIMEDOUT || !mm_cas_acq_rel_u32(&mm->budget_over, &none, 1))
-    mm_faa_seq_cst_u64(&h->count[MM_POOL_EXECUTION], (uint64_t)-1);
+    mm_faa_seq_cst_u32(&h->over, (uint32_t)-1);
   mmi_pressure_update(mm);
   return st;
 }
@@ -202,7 +202,7 @@ bool mmi_budget_pass(mm_t *mm) {
                      mmi_pool_excess(&mm->pool, MM_POOL_STORAGE);
   uint32_t one = 1;
   if (mm_cas_acq_rel_u32(&mm->budget_over, &one, 0))
-    mm_faa_seq_cst_u64(&mm->held.count[MM_POOL_EXECUTION], (uint64_t)-1);
+    mm_faa_seq_cst_u32(&mm->held.over, (uint32_t)-1);
   return was != 0;
 }
 
@@ -215,7 +215,7 @@ mm_status mm_set_budget(mm_t *mm, size_t total_bytes, int64_t timeout_ns) {
   if (in_callback)
     timeout_ns = MM_NO_WAIT;
   int64_t now = mm_now_ns();
-  int64_t deadline = timeout_ns == MM_WAIT_FOREVER ? MM_FOREVER_NS
+  int64_t deadline = timeout_ns == MM_WAIT_FOREVER      ? MM_FOREVER_NS
                      : timeout_ns > MM_FOREVER_NS - now ? MM_FOREVER_NS
                                                         : now + timeout_ns;
   pthread_mutex_lock(&mm->resize);

@@ -4,7 +4,8 @@
  *
  *   mm-stress [--threads N] [--seconds S] [--budget SIZE]
  *             [--workload oltp|analytic|mixed|adversarial]
- *             [--policy random|lru] [--seed N] [--faults] [--json]
+ *             [--policy random|lru] [--seed N] [--faults] [--resize]
+ *             [--json]
  *
  * Defaults: 8 threads, 5 seconds, 256 MiB, mixed, random, seed 1.
  *
@@ -47,6 +48,17 @@
  * threads stop mid-burst, holding execution memory, and the main thread
  * reclaims their exec ids with mm_release_all_execution.
  *
+ * --resize shrinks and grows the budget while the workers run: every
+ * 200 ms the main thread sets a budget between half the configured one and
+ * all of it (mm_set_budget, waiting for use to fit not at all, 1 ms or
+ * 50 ms), so that
+ * pages are evicted, sorters are asked to spill and held requests wait
+ * behind a shrink, and the report counts the resizes.  The invariants
+ * below are checked against the budget in force at each moment: the
+ * harness publishes a bound on it (raised before a grow, lowered only
+ * once a shrink answered MM_OK, that is, once use fitted), and use past
+ * the budget is allowed in a picture only as what a shrink left over.
+ *
  * Invariants, checked all the time; the first break prints what broke and
  * exits with status 1:
  *   - no held request is stranded: every 300 ms the workers pause between
@@ -54,7 +66,8 @@
  *     flight, no dispatch pass running or owed) no held request fits (in
  *     free memory, or by evicting unpinned pages above the floor) unless
  *     an older, starved one that does not fit bars it;
- *   - a shadow count of what the harness holds never exceeds the budget;
+ *   - a shadow count of what the harness holds never exceeds the budget
+ *     (the bound on it in force when the count rose);
  *   - no pinned page is evicted, and each page is evicted at most once
  *     (the callback checks a per-page state word);
  *   - every held request ends exactly once (callbacks counted);
@@ -92,8 +105,9 @@ static struct {
   int policy;
   uint64_t seed;
   bool faults;
+  bool resize;
   bool json;
-} opt = {8, 5.0, 256 * MiB, MIXED, MM_EVICT_RANDOM, 1, false, false};
+} opt = {8, 5.0, 256 * MiB, MIXED, MM_EVICT_RANDOM, 1, false, false, false};
 
 static size_t parse_size(const char *s) {
   char *end;
@@ -120,7 +134,7 @@ static void usage(void) {
           "usage: mm-stress [--threads N] [--seconds S] [--budget SIZE]\n"
           "                 [--workload oltp|analytic|mixed|adversarial]\n"
           "                 [--policy random|lru] [--seed N] [--faults]\n"
-          "                 [--json]\n");
+          "                 [--resize] [--json]\n");
   exit(2);
 }
 
@@ -133,6 +147,10 @@ static void parse(int argc, char **argv) {
     }
     if (!strcmp(a, "--faults")) {
       opt.faults = true;
+      continue;
+    }
+    if (!strcmp(a, "--resize")) {
+      opt.resize = true;
       continue;
     }
     if (!v)
@@ -185,15 +203,53 @@ static void broken(const char *what) {
 static mm_t *mm;
 static atomic_llong shadow; /* bytes the harness holds (books) */
 
-static void shadow_add(long long bytes) {
-  long long now = atomic_fetch_add(&shadow, bytes) + bytes;
-  INVARIANT(now <= (long long)opt.budget);
+/* A bound on the budget in force, by version: bound_log[v % BOUND_LOG] is
+ * version v's.  Raised before a grow (which may take effect any time in
+ * the call) and lowered only once a shrink answered MM_OK (use fitted:
+ * from then on nothing is granted past it), so it is never below the
+ * budget that use must fit, nor use below what the harness holds. */
+#define BOUND_LOG 64
+static _Atomic uint64_t bound_version;
+static _Atomic size_t bound_log[BOUND_LOG];
+
+static void bound_publish(size_t bytes) {
+  uint64_t v = atomic_load(&bound_version) + 1;
+  atomic_store(&bound_log[v % BOUND_LOG], bytes);
+  atomic_store(&bound_version, v); /* (the main thread's alone) */
 }
+
+/* The largest bound of versions @v1 to @v2: one was in force between. */
+static size_t bound_between(uint64_t v1, uint64_t v2) {
+  if (v2 - v1 >= BOUND_LOG - 1)
+    return SIZE_MAX; /* the log came round meanwhile: no judgement */
+  size_t most = 0;
+  for (uint64_t v = v1; v <= v2; v++)
+    if (atomic_load(&bound_log[v % BOUND_LOG]) > most)
+      most = atomic_load(&bound_log[v % BOUND_LOG]);
+  return most;
+}
+
+static void shadow_add(long long bytes) {
+  uint64_t v1 = atomic_load(&bound_version);
+  long long now = atomic_fetch_add(&shadow, bytes) + bytes;
+  if (bytes > 0)
+    INVARIANT(now <= (long long)bound_between(v1, atomic_load(&bound_version)));
+}
+
+static atomic_size_t most_over; /* the most use was past the budget */
 
 static void check_picture(void) {
   mm_stats s;
   mm_get_stats(mm, &s);
   INVARIANT(s.execution_pool_bytes + s.storage_pool_bytes == s.total_bytes);
+  if (s.over_budget_bytes) { /* a shrink's leftover, going as released */
+    INVARIANT(opt.resize);
+    INVARIANT(s.execution_used_bytes + s.storage_used_bytes ==
+              s.total_bytes + s.over_budget_bytes);
+    if (s.over_budget_bytes > atomic_load(&most_over))
+      atomic_store(&most_over, s.over_budget_bytes);
+    return;
+  }
   INVARIANT(s.execution_used_bytes <= s.execution_pool_bytes);
   INVARIANT(s.storage_used_bytes <= s.storage_pool_bytes);
   INVARIANT(s.execution_used_bytes + s.storage_used_bytes <= s.total_bytes);
@@ -877,18 +933,24 @@ static bool fits(const mm_stats *s, int pool, size_t bytes) {
            st = s->storage_used_bytes;
   uint64_t unpinned =
       st > s->storage_pinned_bytes ? st - s->storage_pinned_bytes : 0;
+  /* Past the budget (a shrink), what is over must be evicted first. */
+  uint64_t over = s->over_budget_bytes;
   if (pool == MM_POOL_EXECUTION) {
-    uint64_t room = t - e - st, floor_ = opt.budget / 8;
+    uint64_t room = over ? 0 : t - e - st, floor_ = opt.budget / 8;
     if (bytes <= room)
       return true;
-    uint64_t need = bytes - room;
+    uint64_t need = bytes - room + over;
     uint64_t above =
         st > floor_ + MAX_PAGE_BYTES ? st - floor_ - MAX_PAGE_BYTES : 0;
     return need <= unpinned && need <= above;
   }
-  uint64_t e0 = t - (t / 2 / 4096) * 4096; /* storage fraction 0.5 */
-  uint64_t cap = t - (e > e0 ? e : e0), room = cap > st ? cap - st : 0;
-  return bytes <= room || bytes - room <= unpinned;
+  /* storage fraction 0.5, in pages at the ceiling, scaled (pool.c) */
+  uint64_t s0 = (uint64_t)((unsigned __int128)(opt.budget / 2 / 4096 * 4096) *
+                           t / opt.budget);
+  uint64_t e0 = t - s0, ee = e > e0 ? e : e0;
+  uint64_t cap = t > ee ? t - ee : 0, room = cap > st ? cap - st : 0;
+  uint64_t extra = st + ee > t ? st + ee - t : 0; /* past its rule */
+  return bytes + extra <= room || bytes - room + extra <= unpinned;
 }
 
 /* Held requests now, by our slots; *@calling: asynchronous calls not
@@ -977,6 +1039,45 @@ static void check_stranded(void) {
   atomic_store(&pause_req, 0);
 }
 
+/* ---- --resize ------------------------------------------------------------ */
+
+static struct {
+  uint64_t rng;
+  size_t published, now, least;
+  unsigned long long shrinks, timed_out, grows;
+} rs;
+
+/* Shrink to between half the budget and the budget in force, or grow to
+ * between that and the whole budget, in turn. */
+static void resize_step(void) {
+  bool grow = rs.shrinks > rs.grows;
+  size_t lo = grow ? rs.now : opt.budget / 2, hi = grow ? opt.budget : rs.now;
+  size_t target = (lo + (size_t)(rng(&rs.rng) % (hi - lo + 1))) / 4096 * 4096;
+  if (target < opt.budget / 2)
+    target = opt.budget / 2;
+  if (target > rs.published) { /* before: a grow takes effect in the call */
+    bound_publish(target);
+    rs.published = target;
+  }
+  /* no wait, a moment, or long enough for the workers to release */
+  static const int64_t timeout[] = {MM_NO_WAIT, 1000000, 50000000};
+  mm_status st = mm_set_budget(mm, target, timeout[rng(&rs.rng) % 3]);
+  INVARIANT(st == MM_OK || st == MM_ETIMEDOUT);
+  if (st == MM_OK && target < rs.published) { /* after: use fitted */
+    bound_publish(target);
+    rs.published = target;
+  }
+  rs.now = target;
+  if (target < rs.least)
+    rs.least = target;
+  if (grow) {
+    rs.grows++;
+  } else {
+    rs.shrinks++;
+    rs.timed_out += st == MM_ETIMEDOUT;
+  }
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -989,6 +1090,9 @@ int main(int argc, char **argv) {
   cfg.seed = opt.seed;
   cfg.on_evict = on_evict;
   cfg.max_execution_request = opt.budget;
+  atomic_store(&bound_log[0], opt.budget);
+  rs.rng = opt.seed * 0x9e3779b97f4a7c15ull + 1;
+  rs.published = rs.now = rs.least = opt.budget;
   mm_status st = mm_create(&cfg, &mm);
   if (st != MM_OK) {
     fprintf(stderr, "mm-stress: mm_create: %s\n", mm_strerror(st));
@@ -1044,6 +1148,8 @@ int main(int argc, char **argv) {
     }
     if (tick % 3 == 0) /* every 300 ms */
       check_stranded();
+    if (opt.resize && tick % 2 == 0) /* every 200 ms */
+      resize_step();
     if (tick % 10 == 0 && tty) { /* the one-line progress display */
       uint64_t ops = 0;
       for (int i = 0; i < opt.threads; i++)
@@ -1070,6 +1176,8 @@ int main(int argc, char **argv) {
     pthread_join(t[i], NULL);
   mmi_backing_fail_every(0);
   reap_orphans();
+  if (opt.resize) /* back to the whole budget for the teardown's checks */
+    INVARIANT(mm_set_budget(mm, opt.budget, MM_WAIT_FOREVER) == MM_OK);
   double elapsed = (now_ns() - t0) / 1e9;
   if (tty)
     printf("\n");
@@ -1201,6 +1309,13 @@ int main(int argc, char **argv) {
            (unsigned long long)(end.reclaimed_bytes / MiB),
            (unsigned long long)atomic_load(&spills),
            (double)end.reclaim_ns / 1e3 / (double)end.reclaims);
+  if (opt.resize)
+    printf("resize: %llu shrinks (%llu timed out, the budget in force all "
+           "the same), %llu grows; budget between %zu and %zu MiB, use at "
+           "most %zu KiB past it; %llu changes\n",
+           rs.shrinks, rs.timed_out, rs.grows, rs.least / MiB, opt.budget / MiB,
+           atomic_load(&most_over) / 1024,
+           (unsigned long long)end.budget_changes);
   printf("stranded waiters: none in %llu frozen moments (%llu held "
          "requests judged)\n",
          (unsigned long long)atomic_load(&quiet_moments),

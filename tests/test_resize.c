@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mm_test.h"
 #include "mm_internal.h" /* mmi_budget_set_paths */
+#include "mm_test.h"
 
 #define PAGE (4 * KiB)
 
@@ -98,7 +98,8 @@ static void test_shrink_evicts(void **state) {
   assert_true(s.storage_used_bytes <= s.storage_pool_bytes);
   assert_int_equal(s.storage_pool_bytes, 128 * KiB);
   assert_int_equal(atomic_load(&evicted), 128 - 32);
-  assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK); /* the pinned one stayed */
+  assert_int_equal(mm_pin_storage(mm, 1, NULL),
+                   MM_OK); /* the pinned one stayed */
   /* The new budget holds: storage is full at its new size. */
   assert_int_equal(mm_acquire_storage(mm, 1000, PAGE, MM_NO_WAIT), MM_OK);
   assert_int_equal(atomic_load(&evicted), 128 - 32 + 1);
@@ -338,7 +339,8 @@ static size_t poll_it(void *ctx) {
 static void test_external_poll(void **state) {
   (void)state;
   atomic_store(&polled, 0);
-  mm_config cfg = {.total_bytes = 1 * MiB, .external_poll = poll_it,
+  mm_config cfg = {.total_bytes = 1 * MiB,
+                   .external_poll = poll_it,
                    .external_poll_ns = 1 * MS};
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
@@ -350,8 +352,7 @@ static void test_external_poll(void **state) {
   EVENTUALLY(mm_test_stats(mm).external_polled_bytes == 768 * KiB);
   mm_stats s = mm_test_stats(mm);
   assert_int_equal(s.over_budget_bytes, 256 * KiB);
-  assert_int_equal(mm_acquire_execution(mm, 2, 4 * KiB, MM_NO_WAIT),
-                   MM_ENOMEM);
+  assert_int_equal(mm_acquire_execution(mm, 2, 4 * KiB, MM_NO_WAIT), MM_ENOMEM);
   atomic_store(&polled, 0);
   EVENTUALLY(mm_test_stats(mm).external_polled_bytes == 0);
   fitting(mm);

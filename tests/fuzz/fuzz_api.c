@@ -53,6 +53,7 @@
 #define NCONS  3              /* consumer handles open at once */
 #define NBOOK  (NIDS + NCONS) /* the ids' own books, then the handles' */
 #define NBLK   16             /* execution blocks held at once */
+#define NEXT   3              /* external sources 0..2 */
 
 /* ---- the input ---------------------------------------------------------- */
 
@@ -143,8 +144,12 @@ typedef struct mblock {
 } mblock;
 
 static struct model {
+  /* The budget in force and its split; the ceiling (max_total_bytes) and
+   * storage's part of it, which smaller budgets scale (pool.c). */
   uint64_t total, storage_init, exec_init, protected_bytes, max_exec;
-  uint64_t quantum; /* what a consumer reserves at a time */
+  uint64_t ceiling, ceil_storage;
+  uint64_t ext[NEXT]; /* external sources' bytes */
+  uint64_t quantum;   /* what a consumer reserves at a time */
   bool borrow;
   uint64_t used_e, used_s;
   mpage page[NPAGES];
@@ -154,6 +159,29 @@ static struct model {
   uint64_t evictions;
   uint8_t next_stamp;
 } m;
+
+/* Budget @t in force: its split, as pool.c scales the ceiling's. */
+static void model_budget(uint64_t t) {
+  m.total = t;
+  m.storage_init =
+      (uint64_t)((unsigned __int128)m.ceil_storage * t / m.ceiling);
+  m.exec_init = t - m.storage_init;
+}
+
+/* Free memory now (none past the budget), and how far use is past it. */
+static uint64_t model_room(void) {
+  uint64_t used = m.used_e + m.used_s;
+  return used < m.total ? m.total - used : 0;
+}
+static uint64_t model_over(void) {
+  uint64_t used = m.used_e + m.used_s;
+  return used > m.total ? used - m.total : 0;
+}
+
+/* The most one charge of @pool could be granted under the budget. */
+static uint64_t model_most(mm_pool pool) {
+  return pool == MM_POOL_EXECUTION || m.borrow ? m.total : m.storage_init;
+}
 
 static unsigned book_exec(unsigned b) {
   return b < NIDS ? b : m.book[b].exec_id;
@@ -214,17 +242,23 @@ static struct {
   uint64_t id[NPAGES];
   uint64_t bytes[NPAGES];
 } ev;
-static bool in_call; /* a callback outside a call is a bug */
+static bool in_call; /* a callback outside a call is a bug ... */
+/* ... unless use was past the budget after the last call (a shrink): then
+ * any pass evicts what is over, also in a release or an unpin, and the
+ * pages a request evicts are not exactly its own. */
+static bool was_over;
+static const mpage *unpinning; /* the page an unpin under way unpins */
 
 static void on_evict(void *ctx, uint64_t id, void *data, size_t bytes) {
   (void)ctx;
-  EXPECT(in_call, "eviction callback outside any call");
+  EXPECT(in_call || was_over, "eviction callback outside any call");
   EXPECT(id < NPAGES, "evicted page %llu was never registered",
          (unsigned long long)id);
   mpage *pg = &m.page[id];
   EXPECT(pg->present, "page %llu evicted but not registered (or twice)",
          (unsigned long long)id);
-  EXPECT(pg->pins == 0, "pinned page %llu evicted", (unsigned long long)id);
+  EXPECT(pg->pins == 0 || (pg == unpinning && pg->pins == 1),
+         "pinned page %llu evicted", (unsigned long long)id);
   EXPECT(bytes == pg->bytes, "page %llu evicted with %zu bytes, charged %llu",
          (unsigned long long)id, bytes, (unsigned long long)pg->bytes);
   EXPECT(pg->has_data == (data != NULL), "page %llu: wrong memory",
@@ -253,17 +287,20 @@ enum verdict { FITS, EVICTS, MAYBE, NO };
 typedef struct plan {
   enum verdict v;
   uint64_t need; /* bytes eviction must free (EVICTS, MAYBE) */
+  bool too_big;  /* more than the budget in force could ever grant: a
+                    request that would be held is declined at once */
 } plan;
 
 static plan plan_for(mm_pool pool, uint64_t bytes) {
-  plan p = {NO, 0};
+  plan p = {NO, 0, bytes > model_most(pool)};
   uint64_t unpinned = unpinned_bytes();
   if (pool == MM_POOL_EXECUTION) {
-    /* Execution may use all free capacity, then evict down to the floor. */
-    uint64_t free_now = m.total - m.used_e - m.used_s;
+    /* Execution may use all free capacity, then evict down to the floor;
+     * past the budget (a shrink), what is over is evicted first. */
+    uint64_t free_now = model_room();
     if (bytes <= free_now)
-      return (plan){FITS, 0};
-    p.need = bytes - free_now;
+      return (plan){FITS, 0, false};
+    p.need = bytes - free_now + model_over();
     uint64_t above_floor =
         m.used_s > m.protected_bytes ? m.used_s - m.protected_bytes : 0;
     if (p.need > unpinned || p.need > above_floor)
@@ -276,12 +313,11 @@ static plan plan_for(mm_pool pool, uint64_t bytes) {
   /* Storage: its own pool, or all of execution's free capacity too. */
   uint64_t exec_side =
       m.borrow ? m.used_e : (m.used_e > m.exec_init ? m.used_e : m.exec_init);
-  uint64_t limit = m.total - exec_side;
-  if (m.used_s + bytes <= limit)
-    return (plan){FITS, 0};
-  if (bytes > limit)
+  if (m.used_s + bytes + exec_side <= m.total)
+    return (plan){FITS, 0, false};
+  if (bytes + exec_side > m.total)
     return p; /* even an empty storage pool could not take it */
-  p.need = m.used_s + bytes - limit;
+  p.need = m.used_s + bytes + exec_side - m.total;
   p.v = p.need <= unpinned ? EVICTS : NO;
   return p;
 }
@@ -303,7 +339,8 @@ static void settle_evictions(mm_pool pool, plan p, bool granted) {
   if (ev.n) {
     EXPECT(sum >= p.need, "evicted %llu bytes, needed %llu",
            (unsigned long long)sum, (unsigned long long)p.need);
-    EXPECT(sum - smallest < p.need, "evicted a page it did not need");
+    EXPECT(sum - smallest < p.need || was_over,
+           "evicted a page it did not need");
     if (pool == MM_POOL_EXECUTION)
       EXPECT(m.used_s - sum >= m.protected_bytes,
              "execution evicted below the protected floor");
@@ -324,6 +361,13 @@ static uint64_t round_pages(uint64_t bytes) {
 static mm_t *mm;
 
 static void check_picture(const char *after) {
+  if (ev.n) { /* evictions no request made: what a shrink left over */
+    EXPECT(was_over, "%s: %u pages evicted for nobody", after, ev.n);
+    for (unsigned i = 0; i < ev.n; i++)
+      m.used_s -= ev.bytes[i];
+    m.evictions += ev.n;
+    ev.n = 0;
+  }
   mm_stats s;
   mm_get_stats(mm, &s);
   if (trace)
@@ -338,7 +382,16 @@ static void check_picture(const char *after) {
       if (m.page[i].pins)
         pinned += m.page[i].bytes;
     }
-  EXPECT(s.total_bytes == m.total, "%s: total", after);
+  EXPECT(s.total_bytes == m.total, "%s: total %zu, model %llu", after,
+         s.total_bytes, (unsigned long long)m.total);
+  EXPECT(s.max_total_bytes == m.ceiling, "%s: ceiling", after);
+  EXPECT(s.over_budget_bytes == model_over(), "%s: over by %zu, model %llu",
+         after, s.over_budget_bytes, (unsigned long long)model_over());
+  uint64_t ext = 0;
+  for (unsigned x = 0; x < NEXT; x++)
+    ext += m.ext[x];
+  EXPECT(s.external_bytes == ext, "%s: external %zu, model %llu", after,
+         s.external_bytes, (unsigned long long)ext);
   EXPECT(s.execution_used_bytes == m.used_e,
          "%s: execution used %zu, model %llu", after, s.execution_used_bytes,
          (unsigned long long)m.used_e);
@@ -355,9 +408,11 @@ static void check_picture(const char *after) {
     exec_pool = m.used_e;
     exec_borrowed = m.used_e - m.exec_init;
   } else if (m.used_s > m.storage_init) {
-    exec_pool = m.total - m.used_s;
+    exec_pool = m.total > m.used_s ? m.total - m.used_s : 0;
     storage_borrowed = m.used_s - m.storage_init;
   }
+  if (exec_pool > m.total) /* only past the budget */
+    exec_pool = m.total;
   EXPECT(s.execution_pool_bytes == exec_pool &&
              s.storage_pool_bytes == m.total - exec_pool,
          "%s: pools %zu/%zu, model %llu/%llu", after, s.execution_pool_bytes,
@@ -366,7 +421,8 @@ static void check_picture(const char *after) {
   EXPECT(s.execution_borrowed_bytes == exec_borrowed &&
              s.storage_borrowed_bytes == storage_borrowed,
          "%s: borrowed", after);
-  EXPECT(m.used_e + m.used_s <= m.total, "%s: model over budget", after);
+  EXPECT(m.used_e + m.used_s <= m.total || m.ceiling > m.total,
+         "%s: model over budget (and never shrunk)", after);
   for (unsigned id = 0; id < NIDS; id++)
     EXPECT(mm_execution_held(mm, id) == id_held(id),
            "%s: exec id %u holds %zu, model %llu", after, id,
@@ -396,6 +452,9 @@ static void check_picture(const char *after) {
                                           s.storage_used_bytes +
                                           s.cache_parked_bytes + orphaned,
          "%s: more memory allocated than charged", after);
+  uint64_t exec_side =
+      m.borrow ? m.used_e : (m.used_e > m.exec_init ? m.used_e : m.exec_init);
+  was_over = model_over() > 0 || m.used_s + exec_side > m.total;
 }
 
 /* ---- decoding arguments ------------------------------------------------- */
@@ -404,7 +463,7 @@ static void check_picture(const char *after) {
  * allowed, or absurd. */
 static size_t size_arg(input *in) {
   uint8_t k = byte(in);
-  uint64_t free_now = m.total - m.used_e - m.used_s;
+  uint64_t free_now = model_room();
   switch (k % 12) {
   case 0:
     return 0;
@@ -452,12 +511,12 @@ static int64_t timeout_arg(input *in) {
 static mm_status expected(plan p, int64_t timeout) {
   if (p.v == FITS || p.v == EVICTS)
     return MM_OK;
-  return timeout == MM_NO_WAIT ? MM_ENOMEM : MM_ETIMEDOUT;
+  return timeout == MM_NO_WAIT || p.too_big ? MM_ENOMEM : MM_ETIMEDOUT;
 }
 
 static bool acceptable(plan p, int64_t timeout, mm_status st) {
   if (p.v == MAYBE)
-    return st == MM_OK || st == expected((plan){NO, 0}, timeout);
+    return st == MM_OK || st == expected((plan){NO, 0, p.too_big}, timeout);
   return st == expected(p, timeout);
 }
 
@@ -609,7 +668,7 @@ static void op_charge(input *in, unsigned b, enum how how) {
   uint64_t charge = bytes;
   if (how != ACQUIRE && !invalid) {
     charge = mmi_backing_size(&mm->backing, bytes);
-    invalid = charge == 0 || charge > m.total;
+    invalid = charge == 0 || charge > m.ceiling;
   }
   mbook *bk = &m.book[b];
   bool capped = !invalid && bk->max && bk->held + charge > bk->max;
@@ -617,9 +676,9 @@ static void op_charge(input *in, unsigned b, enum how how) {
   uint64_t rest =
       invalid ? 0
               : charged_at(bk, bk->held + charge) - charged_at(bk, bk->held);
-  plan p = invalid || capped ? (plan){NO, 0}
+  plan p = invalid || capped ? (plan){NO, 0, false}
            : rest            ? plan_for(MM_POOL_EXECUTION, rest)
-                             : (plan){FITS, 0};
+                             : (plan){FITS, 0, false};
   /* Past its max: declined at once, whatever its timeout. */
   int64_t judged = capped ? MM_NO_WAIT : timeout;
   void *blk = NULL;
@@ -829,16 +888,16 @@ static void op_consumer(input *in) {
   bool invalid = !book_open(b) || (old && !own) || size == 0 || timeout < -1 ||
                  size > m.max_exec;
   uint64_t charge = invalid ? 0 : mmi_backing_size(&mm->backing, size);
-  invalid = invalid || charge == 0 || charge > m.total;
+  invalid = invalid || charge == 0 || charge > m.ceiling;
   bool stays = !invalid && old && charge <= blk->charged;
   bool capped = !invalid && !stays && bk->max && bk->held + charge > bk->max;
   uint64_t rest = invalid || stays ? 0
                                    : charged_at(bk, bk->held + charge) -
                                          charged_at(bk, bk->held);
-  plan p = invalid || stays ? (plan){FITS, 0}
-           : capped         ? (plan){NO, 0}
+  plan p = invalid || stays ? (plan){FITS, 0, false}
+           : capped         ? (plan){NO, 0, false}
            : rest           ? plan_for(MM_POOL_EXECUTION, rest)
-                            : (plan){FITS, 0};
+                            : (plan){FITS, 0, false};
   int64_t judged = capped ? MM_NO_WAIT : timeout; /* declined at once */
   reclaim_begin(b,
                 !invalid && !stays && !capped && p.v != FITS && p.v != EVICTS &&
@@ -882,7 +941,7 @@ static void op_share(input *in) {
   mbook *bk = &m.book[b];
   if (!bk->h)
     return;
-  uint64_t free_now = m.total - m.used_e - m.used_s;
+  uint64_t free_now = model_room();
   switch (k / NCONS % 4) {
   case 0:
   case 1: { /* mm_consumer_acquire_range */
@@ -914,12 +973,12 @@ static void op_share(input *in) {
       return;
     }
     uint64_t most = hi < m.max_exec ? hi : m.max_exec, want = 0;
-    plan p = {FITS, 0};
+    plan p = {FITS, 0, false};
     mm_status expect_st = MM_OK;
     bool min_path = false;
     if (bk->max && bk->held + lo > bk->max) {
       expect_st = MM_ENOMEM; /* past its max, at once */
-      p = (plan){NO, 0};
+      p = (plan){NO, 0, false};
     } else {
       if (bk->max && bk->held + most > bk->max)
         most = bk->max - bk->held;
@@ -930,7 +989,7 @@ static void op_share(input *in) {
         want = lo;
         uint64_t rest =
             charged_at(bk, bk->held + lo) - charged_at(bk, bk->held);
-        p = rest ? plan_for(MM_POOL_EXECUTION, rest) : (plan){FITS, 0};
+        p = rest ? plan_for(MM_POOL_EXECUTION, rest) : (plan){FITS, 0, false};
         reclaim_begin(b, p.v != FITS && p.v != EVICTS && timeout != MM_NO_WAIT,
                       rest);
       }
@@ -1023,12 +1082,12 @@ static void op_acquire_storage(input *in, bool alloc, bool handle) {
   uint64_t charge =
       alloc ? (bytes ? mmi_page_block_size(mm, bytes) : 0)
             : (bytes && bytes <= SIZE_MAX - PAGE ? round_pages(bytes) : 0);
-  uint64_t storage_max = m.borrow ? m.total : m.storage_init;
+  uint64_t storage_max = m.borrow ? m.ceiling : m.ceil_storage;
   bool invalid =
       bytes == 0 || timeout < -1 || charge == 0 || charge > storage_max;
   bool exists = m.page[id].present;
-  plan p =
-      invalid || exists ? (plan){NO, 0} : plan_for(MM_POOL_STORAGE, charge);
+  plan p = invalid || exists ? (plan){NO, 0, false}
+                             : plan_for(MM_POOL_STORAGE, charge);
   void *data = NULL;
   mm_page *h = NULL;
   mm_status st = call_acquire(MM_POOL_STORAGE, alloc, id, bytes, timeout, fault,
@@ -1105,10 +1164,15 @@ static void op_page(input *in) {
     check_picture("mm_pin_storage");
     break;
   }
-  case 1:
-    model_unpin(pg, pg->present, mm_unpin_storage(mm, id), "mm_unpin_storage");
+  case 1: {
+    bool was_live = pg->present;
+    unpinning = pg;
+    mm_status got = mm_unpin_storage(mm, id);
+    unpinning = NULL;
+    model_unpin(pg, was_live, got, "mm_unpin_storage");
     check_picture("mm_unpin_storage");
     break;
+  }
   default:
     model_release(pg, pg->present, mm_release_storage(mm, id),
                   "mm_release_storage");
@@ -1139,7 +1203,10 @@ static void op_handle(input *in) {
       pg->pins++;
     break;
   case 2:
-    model_unpin(pg, live, mm_page_unpin(hd->h), "mm_page_unpin");
+    unpinning = pg;
+    mm_status got = mm_page_unpin(hd->h);
+    unpinning = NULL;
+    model_unpin(pg, live, got, "mm_page_unpin");
     break;
   case 3:
     model_release(pg, live, mm_page_release(hd->h), "mm_page_release");
@@ -1197,9 +1264,10 @@ static void op_async(input *in) {
     invalid = invalid || bytes > m.max_exec;
   if (pool == MM_POOL_STORAGE)
     invalid = invalid || charge == 0 ||
-              charge > (m.borrow ? m.total : m.storage_init);
+              charge > (m.borrow ? m.ceiling : m.ceil_storage);
   bool exists = pool == MM_POOL_STORAGE && !invalid && m.page[id].present;
-  plan p = invalid || exists ? (plan){NO, 0} : plan_for((mm_pool)pool, charge);
+  plan p = invalid || exists ? (plan){NO, 0, false}
+                             : plan_for((mm_pool)pool, charge);
   if (p.v == MAYBE)
     return; /* the answer would depend on which pages are picked */
   bool any_reclaims = false;
@@ -1220,7 +1288,8 @@ static void op_async(input *in) {
   } else if (exists) {
     EXPECT_ST(st, MM_EEXIST, "mm_acquire_async");
   } else if (p.v == NO) {
-    EXPECT_ST(st, timeout == MM_NO_WAIT ? MM_ENOMEM : MM_EINPROGRESS,
+    EXPECT_ST(st,
+              timeout == MM_NO_WAIT || p.too_big ? MM_ENOMEM : MM_EINPROGRESS,
               "mm_acquire_async");
   } else {
     EXPECT_ST(st, MM_OK, "mm_acquire_async");
@@ -1248,12 +1317,19 @@ static void op_async(input *in) {
   check_picture("mm_acquire_async");
 }
 
+static void op_elastic(input *in);
+
 /* Calls with a NULL manager or NULL outputs: refused, nothing touched. */
 static void op_null(input *in) {
   void *out = (void *)1;
   uint64_t ticket = 5;
   mm_stats s;
-  switch (byte(in) % 8) {
+  uint8_t k = byte(in);
+  if (k >= 8) { /* (0-7: the calls below, as the seeds have them) */
+    op_elastic(in);
+    return;
+  }
+  switch (k) {
   case 0:
     EXPECT_ST(mm_acquire_execution(NULL, 0, 1, MM_NO_WAIT), MM_EINVAL, "null");
     EXPECT_ST(mm_release_execution(NULL, 0, 1), MM_EINVAL, "null");
@@ -1330,6 +1406,136 @@ static void op_null(input *in) {
   check_picture("bad call");
 }
 
+/* ---- the elastic budget ------------------------------------------------- */
+
+/* mm_set_budget (never waiting: the model follows its evictions) and
+ * mm_external_set (a request of the growth, credited to nobody).  Op 12
+ * with a second byte of 8 or more (op_null). */
+static void op_elastic(input *in) {
+  uint8_t k = byte(in);
+  if (k % 2 == 0) {
+    uint64_t t;
+    switch (k / 2 % 8) {
+    case 0:
+      t = m.ceiling;
+      break;
+    case 1:
+      t = m.total > 3 * PAGE ? m.total - PAGE : m.total;
+      break;
+    case 2:
+      t = m.total / 2;
+      break;
+    case 3:
+      t = m.used_e + m.used_s; /* exactly what is in use */
+      break;
+    case 4:
+      t = (k & 0x80) ? PAGE : 0; /* below any plan */
+      break;
+    case 5:
+      t = m.ceiling + 1;
+      break;
+    default:
+      t = (2 + word(in) % (m.ceiling / PAGE)) * PAGE + (k & 0x80 ? 1 : 0);
+    }
+    int64_t timeout = byte(in) % 8 == 0 ? -2 : MM_NO_WAIT;
+    uint64_t guaranteed = 0;
+    for (unsigned b = NIDS; b < NBOOK; b++)
+      if (book_open(b))
+        guaranteed += m.book[b].min;
+    uint64_t s0 =
+        t <= m.ceiling
+            ? (uint64_t)((unsigned __int128)m.ceil_storage * t / m.ceiling)
+            : 0;
+    bool valid = timeout >= -1 && t <= m.ceiling && t / 2 >= PAGE &&
+                 s0 >= PAGE && s0 >= m.protected_bytes && t - s0 >= guaranteed;
+    uint64_t unpinned = unpinned_bytes();
+    in_call = true;
+    mm_status st = mm_set_budget(mm, t, timeout);
+    in_call = false;
+    if (trace)
+      fprintf(stderr, "  set_budget(%llu): %s\n", (unsigned long long)t,
+              mm_strerror(st));
+    if (!valid) {
+      EXPECT_ST(st, MM_EINVAL, "mm_set_budget(invalid)");
+      EXPECT(ev.n == 0, "a refused resize evicted");
+      check_picture("mm_set_budget(invalid)");
+      return;
+    }
+    model_budget(t);
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < ev.n; i++)
+      sum += ev.bytes[i];
+    EXPECT(sum <= unpinned, "a resize evicted pinned bytes");
+    m.used_s -= sum;
+    m.evictions += ev.n;
+    ev.n = 0;
+    uint64_t exec_side =
+        m.borrow ? m.used_e : (m.used_e > m.exec_init ? m.used_e : m.exec_init);
+    bool fits =
+        m.used_e + m.used_s <= m.total && m.used_s + exec_side <= m.total;
+    EXPECT_ST(st, fits ? MM_OK : MM_ETIMEDOUT, "mm_set_budget");
+    /* Nothing evicted that was not needed: whole pages, a page over. */
+    EXPECT(!sum || model_over() == 0 || unpinned_bytes() < PAGE || !fits,
+           "a resize evicted and still does not fit");
+    check_picture("mm_set_budget");
+    return;
+  }
+  unsigned x = k / 2 % NEXT;
+  uint64_t cur = m.ext[x], bytes;
+  switch (k / 8 % 6) {
+  case 0:
+    bytes = 0;
+    break;
+  case 1:
+    bytes = cur + PAGE;
+    break;
+  case 2:
+    bytes = cur > PAGE ? cur - PAGE : 0;
+    break;
+  case 3:
+    bytes = cur + model_room();
+    break;
+  case 4:
+    bytes = m.ceiling + 1;
+    break;
+  default:
+    bytes = size_arg(in);
+  }
+  int64_t timeout = timeout_arg(in);
+  bool invalid = timeout < -1 || bytes > m.ceiling;
+  plan p = {FITS, 0, false};
+  if (!invalid && bytes > cur)
+    p = plan_for(MM_POOL_EXECUTION, bytes - cur);
+  reclaim_begin(NBOOK,
+                !invalid && bytes > cur && p.v != FITS && p.v != EVICTS &&
+                    timeout != MM_NO_WAIT,
+                bytes > cur ? bytes - cur : 0);
+  in_call = true;
+  mm_status st = mm_external_set(mm, x, bytes, timeout);
+  in_call = false;
+  if (reclaim_end())
+    p = plan_for(MM_POOL_EXECUTION, bytes - cur);
+  if (trace)
+    fprintf(stderr, "  external_set(%u, %llu): %s\n", x,
+            (unsigned long long)bytes, mm_strerror(st));
+  if (invalid) {
+    EXPECT_ST(st, MM_EINVAL, "mm_external_set(invalid)");
+  } else if (bytes <= cur) {
+    EXPECT_ST(st, MM_OK, "mm_external_set(shrink)");
+    m.used_e -= cur - bytes;
+    m.ext[x] = bytes;
+  } else {
+    EXPECT(acceptable(p, timeout, st), "mm_external_set(%llu more): got %s",
+           (unsigned long long)(bytes - cur), mm_strerror(st));
+    settle_evictions(MM_POOL_EXECUTION, p, st == MM_OK);
+    if (st == MM_OK) {
+      m.used_e += bytes - cur;
+      m.ext[x] = bytes;
+    }
+  }
+  check_picture("mm_external_set");
+}
+
 /* ---- the configuration -------------------------------------------------- */
 
 /* A configuration from the input, and whether the header calls it valid. */
@@ -1345,8 +1551,22 @@ static bool config_arg(input *in, mm_config *cfg) {
   cfg->storage_fraction = fractions[frac % 8];
   double f = cfg->storage_fraction ? cfg->storage_fraction : 0.5;
   bool valid = f > 0 && f < 1;
-  uint64_t storage_init =
-      valid ? (uint64_t)((double)cfg->total_bytes * f) / PAGE * PAGE : 0;
+  /* An elastic budget: a ceiling above it (the split is the ceiling's,
+   * scaled), or one below it (invalid). */
+  uint64_t ceiling = cfg->total_bytes;
+  if (frac & 0x80)
+    ceiling =
+        cfg->total_bytes * 2 + (frac & 0x40 ? (size_t)word(in) % PAGE : 0);
+  else if (frac & 0x40)
+    ceiling = cfg->total_bytes - 1;
+  cfg->max_total_bytes = frac & 0xc0 ? ceiling : 0;
+  valid = valid && ceiling >= cfg->total_bytes;
+  uint64_t ceil_storage =
+      valid ? (uint64_t)((double)ceiling * f) / PAGE * PAGE : 0;
+  valid = valid && ceil_storage >= PAGE && ceil_storage < ceiling;
+  uint64_t storage_init = valid ? (uint64_t)((unsigned __int128)ceil_storage *
+                                             cfg->total_bytes / ceiling)
+                                : 0;
   valid = valid && storage_init >= PAGE;
   cfg->storage_protected_bytes = (size_t)(prot % 16) * PAGE;
   valid = valid && cfg->storage_protected_bytes <= storage_init;
@@ -1379,6 +1599,8 @@ static bool config_arg(input *in, mm_config *cfg) {
   }
   cfg->seed = 1;
   cfg->on_evict = on_evict;
+  m.ceiling = ceiling;
+  m.ceil_storage = ceil_storage;
   m.total = cfg->total_bytes;
   m.storage_init = storage_init;
   m.exec_init = m.total - storage_init;
@@ -1401,6 +1623,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   trace = getenv("FUZZ_API_TRACE") != NULL;
   memset(&m, 0, sizeof m);
   ev.n = 0;
+  was_over = false;
   mm_config cfg;
   bool valid = config_arg(&in, &cfg);
   mm = (mm_t *)&in; /* must stay untouched on failure */
@@ -1471,12 +1694,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     mm_page_put(m.hdl[k].h); /* (NULL: nothing) */
   for (unsigned id = 0; id < NPAGES; id++)
     if (m.page[id].present) {
-      for (; m.page[id].pins; m.page[id].pins--)
+      for (; m.page[id].pins; m.page[id].pins--) {
+        unpinning = &m.page[id]; /* (past the budget, it may go at once) */
         EXPECT_ST(mm_unpin_storage(mm, id), MM_OK, "teardown unpin");
-      EXPECT_ST(mm_release_storage(mm, id), MM_OK, "teardown release");
+        unpinning = NULL;
+      }
+      if (m.page[id].present)
+        EXPECT_ST(mm_release_storage(mm, id), MM_OK, "teardown release");
     }
   for (unsigned id = 0; id < NIDS; id++)
     (void)mm_release_all_execution(mm, id);
+  for (unsigned x = 0; x < NEXT; x++)
+    EXPECT_ST(mm_external_set(mm, x, 0, MM_NO_WAIT), MM_OK, "teardown");
   mm_stats s;
   mm_get_stats(mm, &s);
   EXPECT(s.execution_used_bytes == 0 && s.storage_used_bytes == 0 &&

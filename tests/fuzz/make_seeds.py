@@ -149,7 +149,43 @@ def h_op(op, slot):
     return [13, H_OPS[op] + 6 * slot]
 
 
+def budget(case, timeout=NO_WAIT, arg=0, odd=False):
+    """mm_set_budget (op 12, then a byte of 8 or more): case 0 the
+    ceiling, 1 a page less, 2 half, 3 exactly what is in use, 4 zero (a
+    page with odd), 5 the ceiling + 1, 6 arg pages + 2 (+1 byte with
+    odd); timeout byte 0 is a bad one."""
+    k = 2 * case | (0x80 if odd else 0)
+    b = [12, 8, k]
+    if case >= 6:
+        b += [arg & 0xFF, arg >> 8]
+    return b + [timeout]
+
+
+def external(src, case, timeout=NO_WAIT, sz=None):
+    """mm_external_set of source src: case 0 nothing, 1 a page more, 2 a
+    page less, 3 all that is free more, 4 the ceiling + 1, 5 size(...)."""
+    k = next(k for k in range(1, 256, 2)
+             if k // 2 % 3 == src and k // 8 % 6 == case)
+    return [12, 8, k] + (sz if case == 5 else []) + [timeout]
+
+
 SEEDS = {
+    # a budget that shrinks under full storage (pages evicted), grows
+    # back to its ceiling, shrinks below what is in use (timed out), and
+    # refusals: too small, past the ceiling, a bad timeout
+    "resize": config(frac=2 | 0x80) + sum(
+        (acquire_storage(i, size("pages", 1)) for i in range(8)), []) +
+        page("pin", 0) + budget(2) + budget(0) +
+        acquire_exec(0, size("max")) + budget(1) + budget(3) +
+        budget(4) + budget(4, odd=True) + budget(5) + budget(0, timeout=0) +
+        budget(6, arg=9) + release_all(0) + budget(0),
+    # memory outside the manager: granted, grown to all that is free,
+    # declined, held and timed out, given back, forgotten
+    "external": config(pages=30) + external(0, 1) + external(0, 3) +
+        external(1, 1) + external(1, 1, TIMEOUT_1US) + external(2, 4) +
+        acquire_storage(0, size("pages", 1)) + external(0, 2) +
+        external(1, 5, sz=size("pages", 3)) + external(0, 0) +
+        external(1, 0),
     # storage fills, then each new page evicts unpinned ones
     "storage-evicts": config() + sum(
         (storage_alloc(i, size("pages", 1 + i % 3)) + page("unpin", i)
