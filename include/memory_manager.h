@@ -239,9 +239,14 @@ typedef struct mm_config {
   bool follow_cgroup;             /* total_bytes 0: re-read the budget
                                      from the environment every
                                      follow_cgroup_ns on the service
-                                     thread and resize to it (within
+                                     thread and, when it changed,
+                                     resize to it (within
                                      max_total_bytes, never waiting: see
-                                     mm_set_budget).  Default false */
+                                     mm_set_budget; a budget set by hand
+                                     stands until the environment
+                                     changes again; one the
+                                     configuration cannot take is not
+                                     followed).  Default false */
   int64_t follow_cgroup_ns;       /* 0 means 1 s; negative: EINVAL */
   /* Memory outside the manager, polled: the service thread calls
    * external_poll(external_poll_ctx) every external_poll_ns (0 means

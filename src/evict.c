@@ -167,6 +167,7 @@ mm_status mmi_victims_init(mm_t *mm) {
   v->protected_bytes = mm->cfg.storage_protected_bytes;
   mm_store_relaxed_u64(&v->exec_evicting, 0);
   mm_store_relaxed_u64(&v->unsettled, 0);
+  mm_store_relaxed_u64(&v->over_evicting, 0);
   mm_store_relaxed_u64(&v->clock, 0);
   for (int s = 0; s < MMI_STRIPES; s++)
     mm_store_relaxed_u64(&v->rng[s].state,
@@ -202,11 +203,18 @@ void mmi_unsettled_add(mm_t *mm, uint64_t bytes) {
   mm_faa_relaxed_u64(&mm->victims.unsettled, bytes);
 }
 
-void mmi_unsettled_sub(mm_t *mm, uint64_t bytes) {
+void mmi_unsettled_sub_quiet(mm_t *mm, uint64_t bytes) {
   /* Late is safe for the floor: until it lands, the floor counts less
-   * than is live.  But a waiter refused meanwhile must hear of it: the
-   * floor may let execution evict more now. */
-  mm_faa_relaxed_u64(&mm->victims.unsettled, (uint64_t)0 - bytes);
+   * than is live.  seq_cst (a release at least): a reader that sees it
+   * in its first read of unsettled sees the uncharge before it too
+   * (live_bytes). */
+  mm_faa_seq_cst_u64(&mm->victims.unsettled, (uint64_t)0 - bytes);
+}
+
+void mmi_unsettled_sub(mm_t *mm, uint64_t bytes) {
+  mmi_unsettled_sub_quiet(mm, bytes);
+  /* A waiter refused meanwhile must hear of it: the floor may let
+   * execution evict more now. */
   mmi_held_news(mm);
 }
 
@@ -232,11 +240,19 @@ static mmi_page *probe(mmi_victims *v, uint32_t i) {
 
 /* Bytes of live pages, or fewer: storage in use minus what is charged
  * without being a live page's yet (a new page before its activation, an
- * eviction's reservation for it).  Storage in use is read first, with
- * acquire, so every unsettled byte it counts is counted here too. */
+ * eviction's reservation for it, storage's withheld budget).  Unsettled
+ * bytes are added before they are charged and dropped after they are
+ * uncharged, so unsettled is read on both sides of storage in use, and
+ * the larger read taken: an add that storage in use counts is seen by the
+ * read after it (storage in use read with acquire; the add is sequenced
+ * before its charge), and a drop seen by the read before it (acquire,
+ * pairing with the drop's release) comes after an uncharge that storage
+ * in use then counts too. */
 static uint64_t live_bytes(mm_t *mm) {
+  uint64_t before = mm_load_acquire_u64(&mm->victims.unsettled);
   uint64_t in_use = mmi_pool_storage_charged_acquire(&mm->pool);
-  uint64_t unsettled = mm_load_relaxed_u64(&mm->victims.unsettled);
+  uint64_t after = mm_load_relaxed_u64(&mm->victims.unsettled);
+  uint64_t unsettled = before > after ? before : after;
   return in_use > unsettled ? in_use - unsettled : 0;
 }
 
@@ -411,6 +427,33 @@ static bool claim_enough(mm_t *mm, uint64_t need, bool for_exec,
   return true;
 }
 
+/* Past the budget: claim up to @most of what pool @pool's use is over and
+ * no other eviction under way covers (*@seen: how far over it was).  A
+ * CAS on the count of what evictions cover: two evictions never take the
+ * same bytes over. */
+static uint64_t over_reserve(mm_t *mm, mm_pool pool, uint64_t most,
+                             uint64_t *seen) {
+  mm_atomic_u64 *c = &mm->victims.over_evicting;
+  uint64_t covered = mm_load_acquire_u64(c);
+  for (;;) {
+    uint64_t excess = mmi_pool_excess(&mm->pool, pool);
+    uint64_t x = excess > covered ? excess - covered : 0;
+    if (x > most)
+      x = most;
+    *seen = excess;
+    if (x == 0)
+      return 0;
+    /* Commit point of the claim on what is over. */
+    if (mm_cas_acq_rel_u64(c, &covered, covered + x))
+      return x;
+  }
+}
+
+static void over_release(mm_t *mm, uint64_t x) {
+  if (x)
+    mm_faa_seq_cst_u64(&mm->victims.over_evicting, (uint64_t)0 - x);
+}
+
 static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
                                      uint64_t most_over,
                                      bool (*commit)(void *arg), void *arg,
@@ -426,18 +469,28 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     mmi_unsettled_sub(mm, bytes - reserved);
   mmi_test_point(mm, MMI_TP_EVICT_RESERVED);
   /* Past the budget (a shrink), the pages evicted cover what is over
-   * first (up to @most_over), and only then the request: memory past the
-   * budget is released, never handed on. */
-  uint64_t lacks = bytes - reserved, claimed = 0, over = 0;
-  if (lacks || most_over)
-    over = mmi_pool_excess(&mm->pool, pool);
-  if (over > most_over)
-    over = most_over;
-  uint64_t need = lacks + over;
+   * first (up to @most_over; what no other eviction under way covers),
+   * and only then the request: memory past the budget is released, never
+   * handed on.  Storage covers only its own part of it (down to its pool
+   * at this budget, which is above the protected floor); execution's
+   * part is evicted for execution, within the floor. */
+  uint64_t lacks = bytes - reserved, claimed = 0, seen = 0, over = 0;
   mmi_page *list = NULL;
   mmi_evict_result backed = MMI_EVICT_NO_ROOM;
+  if (lacks || most_over) {
+    over = over_reserve(mm, pool, most_over, &seen);
+    if (!for_exec && over > mmi_pool_storage_own_excess(&mm->pool))
+      goto back_out; /* execution's part: not storage's to evict */
+  }
+  uint64_t need = lacks + over;
   if (need && !claim_enough(mm, need, for_exec, &list, &claimed))
     goto back_out;
+  /* A shrink since: what is over grew, and these victims would not cover
+   * it.  (Its news makes the request try again.) */
+  if (need && mmi_pool_excess(&mm->pool, pool) > seen) {
+    unclaim_all(mm, list, for_exec);
+    goto back_out;
+  }
   /* Enough is claimed, nothing is evicted yet: the request's last chance
    * to back out (a held request whose deadline or cancel won, a block the
    * allocator could not make). */
@@ -492,7 +545,10 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
     mmi_page_unlink(mm, pg); /* freed through RCU: we are in a read section */
   }
   /* The hand-over: evicted bytes to the request, the rest to free (or,
-   * past the budget, to nobody). */
+   * past the budget, to nobody).  What is over is no longer claimed a
+   * moment before it is handed over: another eviction meanwhile may cover
+   * it again (more evicted than needed), never less. */
+  over_release(mm, over);
   if (claimed)
     mmi_hand_over(mm, pool, claimed, lacks);
   if (!for_exec)
@@ -505,6 +561,7 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   return MMI_EVICT_DONE;
 
 back_out:
+  over_release(mm, over);
   if (reserved)
     mmi_give_back(mm, pool, reserved);
   if (!for_exec && reserved)

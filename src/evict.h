@@ -27,6 +27,10 @@ typedef struct mmi_victims {
    * new pages between their charge and their activation, with their
    * evictions' reservations.  The floor does not count them. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 unsettled;
+  /* Use past the budget (a shrink) that evictions under way have claimed
+   * pages for and not yet handed over: another eviction covers only the
+   * rest. */
+  _Alignas(MM_CACHE_LINE) mm_atomic_u64 over_evicting;
   /* The LRU clock: pages evicted so far.  Written by evictions only. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 clock;
   /* Random streams, one per counter stripe (so per thread, mostly). */
@@ -61,6 +65,9 @@ static inline void mmi_victims_touch(mmi_victims *v, mmi_page *pg) {
  * news. */
 void mmi_unsettled_add(mm_t *mm, uint64_t bytes);
 void mmi_unsettled_sub(mm_t *mm, uint64_t bytes);
+/* The same without the news: the caller tells held requests after
+ * (mmi_budget_apply, under a lock no callback may meet). */
+void mmi_unsettled_sub_quiet(mm_t *mm, uint64_t bytes);
 
 /* Charge @bytes of storage for a new page from free memory; true if
  * charged.  The bytes are then unsettled until the page settles them

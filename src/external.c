@@ -125,10 +125,15 @@ void mmi_external_polled(mm_t *mm, uint64_t bytes) {
   }
   uint64_t more = bytes - was;
   mm_faa_relaxed_u64(&mm->external_bytes, more);
-  if (!mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more))
-    mmi_pool_charge_anyway(&mm->pool, MM_POOL_EXECUTION, more);
+  if (mmi_pool_charge(&mm->pool, MM_POOL_EXECUTION, more)) {
+    mmi_pressure_update(mm);
+    return;
+  }
+  /* Past the budget, or at it: counted in first (no spare quota used
+   * past it); what unpinned pages cover goes now (no wait, no callbacks
+   * asked: this is the service thread). */
+  mmi_budget_count_in(mm);
+  mmi_pool_charge_anyway(&mm->pool, MM_POOL_EXECUTION, more);
   mmi_pressure_update(mm);
-  /* Past the budget: what unpinned pages cover goes now (no wait, no
-   * callbacks asked: this is the service thread). */
   (void)mmi_budget_settle(mm, mmi_pool_budget(&mm->pool), mm_now_ns(), true);
 }

@@ -611,8 +611,11 @@ void mmi_budget_apply(mm_t *mm, uint64_t total) {
     mmi_unsettled_add(mm, want - was); /* before it is charged */
   int64_t delta[2];
   mmi_pool_set_budget(&mm->pool, total, delta);
-  if (delta[MM_POOL_STORAGE] < 0)
-    mmi_unsettled_sub(mm, (uint64_t)-delta[MM_POOL_STORAGE]); /* news */
+  if (delta[MM_POOL_STORAGE] < 0) /* after it went back; news below */
+    mmi_unsettled_sub_quiet(mm, (uint64_t)-delta[MM_POOL_STORAGE]);
+}
+
+void mmi_budget_applied(mm_t *mm) {
   mmi_pressure_update(mm); /* the caches may park more, or less */
   /* A grow returns capacity; after a shrink a pass ends the held requests
    * the budget can no longer grant, and renews the bars. */

@@ -87,9 +87,13 @@ bool mmi_held_may_take_now(mm_t *mm, mm_pool pool, int64_t timeout_ns);
 void mmi_held_news(mm_t *mm);
 
 /* Put budget @total in force (pool.c: mmi_pool_set_budget; resizes are
- * serialised by the caller): a grow is news, a shrink's withheld storage
- * is unsettled before it is charged (evict.c). */
+ * serialised by the caller): a shrink's withheld storage is unsettled
+ * before it is charged (evict.c).  Then, outside the caller's lock (a
+ * pass may run eviction callbacks), mmi_budget_applied: the news (a grow
+ * returns capacity; after a shrink a pass ends what can no longer be
+ * granted). */
 void mmi_budget_apply(mm_t *mm, uint64_t total);
+void mmi_budget_applied(mm_t *mm);
 
 /* Is the calling thread the manager's service thread (asynchronous
  * callbacks, periodic work)? */

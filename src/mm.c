@@ -192,6 +192,7 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
   /* Below the ceiling, the difference is withheld from the start (before
    * the service thread can resize). */
   mmi_budget_apply(mm, plan.total_bytes);
+  mmi_budget_applied(mm);
   if ((st = mmi_held_init(mm)) != MM_OK)
     goto no_held;
   *out = mm;

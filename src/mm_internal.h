@@ -72,6 +72,7 @@ struct mm {
   mm_atomic_u64 external_bytes;
   mm_atomic_u64 external_polled;
   int64_t poll_at, follow_at; /* the service thread's, when each is due */
+  uint64_t followed;          /* ... and the budget it last followed */
   mmi_counters counters;
 };
 
@@ -217,10 +218,14 @@ int64_t mmi_service_tick(mm_t *mm);
 bool mmi_budget_pass(mm_t *mm);
 /* Polled external memory is now @bytes (the service thread). */
 void mmi_external_polled(mm_t *mm, uint64_t bytes);
-/* Use past the budget in force: evict, ask consumers (unless @no_ask),
- * and wait until @deadline for releases, until use fits the budget (or
- * a later resize put one in force that use fits, and use is within
- * @total).  MM_OK or MM_ETIMEDOUT. */
+/* Use may pass the budget (a shrink, a charge of polled memory): count in
+ * first (held.over: spare quota unused, every release and unpin kicks a
+ * pass), then settle: evict, ask consumers (unless @no_ask), and wait
+ * until @deadline for releases, until use fits the budget (or a later
+ * resize put one in force that use fits, and use is within @total).
+ * MM_OK (counted out), or MM_ETIMEDOUT (the count stays in until a pass
+ * sees use fit). */
+void mmi_budget_count_in(mm_t *mm);
 mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
                             bool no_ask);
 

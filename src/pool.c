@@ -139,6 +139,14 @@ uint64_t mmi_pool_excess(mmi_pool *p, int half) {
   return sum > p->total ? sum - p->total : 0;
 }
 
+uint64_t mmi_pool_storage_own_excess(mmi_pool *p) {
+  /* S + Ws - S0 = S - S0': storage's half against its pool at the
+   * ceiling, which withholds what the budget in force does. */
+  mm_dword d = mm_dword_load_snapshot(&p->used);
+  uint64_t storage = mm_dword_hi(d);
+  return storage > p->storage_init ? storage - p->storage_init : 0;
+}
+
 void mmi_pool_charge_anyway(mmi_pool *p, int half, uint64_t bytes) {
   mm_dword cur = mm_dword_load_torn_relaxed(&p->used);
   for (;;) {

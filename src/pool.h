@@ -62,6 +62,10 @@ uint64_t mmi_pool_budget(const mmi_pool *p);
  * after a shrink, or external memory counted by force); 0 if within. */
 uint64_t mmi_pool_excess(mmi_pool *p, int which);
 
+/* How far storage's use is past its own pool at the budget in force
+ * (what storage may evict of itself after a shrink); 0 if within. */
+uint64_t mmi_pool_storage_own_excess(mmi_pool *p);
+
 /* The most one charge of pool @which could be granted under the budget
  * in force (a guess while a resize runs). */
 uint64_t mmi_pool_most_now(const mmi_pool *p, int which);

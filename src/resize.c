@@ -108,20 +108,37 @@ static bool fits_mine(mm_t *mm, uint64_t total) {
   return v.total > total && v.exec_used + v.storage_used <= total;
 }
 
-/* Evict what pool @pool's use is over, as far as unpinned pages go: a
- * try covers all of it or nothing, so a try that fails is halved down to
- * a page. */
-static void evict_over(mm_t *mm, mm_pool pool) {
+/* What pool @pool's use is over that its evictions may cover. */
+static uint64_t over_of(mm_t *mm, mm_pool pool) {
   uint64_t x = mmi_pool_excess(&mm->pool, pool);
+  if (pool == MM_POOL_STORAGE) { /* its own part only (evict.c) */
+    uint64_t own = mmi_pool_storage_own_excess(&mm->pool);
+    x = x < own ? x : own;
+  }
+  return x;
+}
+
+/* Evict that, as far as unpinned pages go: a try covers all of it or
+ * nothing, so a try that fails is halved down to a page. */
+static void evict_over(mm_t *mm, mm_pool pool) {
+  uint64_t x = over_of(mm, pool);
   while (x) {
     if (mmi_evict_excess(mm, pool, x)) {
-      x = mmi_pool_excess(&mm->pool, pool);
+      x = over_of(mm, pool);
       continue;
     }
     if (x <= mm->cfg.page_size)
       break;
     x /= 2;
   }
+}
+
+/* Storage past its own pool first (storage's evictions, down to its pool
+ * at this budget, above the protected floor), then the rest for
+ * execution (within the floor). */
+static void evict_all_over(mm_t *mm) {
+  evict_over(mm, MM_POOL_STORAGE);
+  evict_over(mm, MM_POOL_EXECUTION);
 }
 
 struct settle {
@@ -135,16 +152,27 @@ static bool still_over(void *arg) {
   return !fits_mine(s->mm, s->total) && mm_now_ns() < s->deadline;
 }
 
+void mmi_budget_count_in(mm_t *mm) {
+  /* seq_cst: before the first look (the door reads `over` after its
+   * fence), and before the shrink's CAS or the charge past the budget,
+   * so that no spare quota is taken past it (the pair with a release's
+   * CAS and its read of `over`: mmi_anyone_held). */
+  mm_faa_seq_cst_u32(&mm->held.over, 1);
+}
+
+static void count_out(mm_t *mm) {
+  mm_faa_seq_cst_u32(&mm->held.over, (uint32_t)-1);
+}
+
 mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
                             bool no_ask) {
-  if (fits_mine(mm, total))
+  if (fits_mine(mm, total)) {
+    count_out(mm);
     return MM_OK;
+  }
   mmi_held *h = &mm->held;
-  /* seq_cst: counted in before the first look (the door reads `over`
-   * after its fence), and waiting before the first read of budget_seq. */
-  mm_faa_seq_cst_u32(&h->over, 1);
-  mm_faa_seq_cst_u32(&h->budget_waits, 1);
-  (void)mmi_consumers_reclaim(mm); /* spare quota first: it is in use */
+  mm_faa_seq_cst_u32(&h->budget_waits, 1); /* before the first read of seq */
+  (void)mmi_consumers_reclaim(mm);         /* spare quota first: it is in use */
   mmi_tcaches_squeeze(&mm->caches, true);
   struct settle s = {mm, total, deadline};
   bool asked = no_ask;
@@ -155,10 +183,8 @@ mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
       st = MM_OK;
       break;
     }
-    if (!mmi_in_evict_callback(mm)) {
-      evict_over(mm, MM_POOL_STORAGE); /* storage past its own pool */
-      evict_over(mm, MM_POOL_EXECUTION);
-    }
+    if (!mmi_in_evict_callback(mm))
+      evict_all_over(mm);
     if (fits_mine(mm, total)) {
       st = MM_OK;
       break;
@@ -179,31 +205,58 @@ mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
     mm_futex_wait(&h->budget_seq, seq, deadline);
   }
   mm_faa_seq_cst_u32(&h->budget_waits, (uint32_t)-1);
+  mmi_pressure_update(mm);
+  if (st == MM_OK) {
+    count_out(mm);
+    return st;
+  }
   /* Still past the budget: our count stays in, so that spare quota stays
    * unused and every release and unpin reaches a pass, which evicts what
    * is over and counts it out once use fits (mmi_budget_pass).  One such
-   * count at a time. */
+   * count at a time; and a look after it is left, since the last release
+   * may have passed before it was. */
   uint32_t none = 0;
-  if (st != MM_ETIMEDOUT || !mm_cas_acq_rel_u32(&mm->budget_over, &none, 1))
-    mm_faa_seq_cst_u32(&h->over, (uint32_t)-1);
-  mmi_pressure_update(mm);
-  return st;
+  if (!mm_cas_acq_rel_u32(&mm->budget_over, &none, 1)) {
+    count_out(mm); /* another one stays in */
+    return fits_now(mm) ? MM_OK : MM_ETIMEDOUT;
+  }
+  if (fits_now(mm)) {
+    uint32_t one = 1;
+    if (mm_cas_acq_rel_u32(&mm->budget_over, &one, 0))
+      count_out(mm);
+    return MM_OK;
+  }
+  return MM_ETIMEDOUT;
 }
 
 bool mmi_budget_pass(mm_t *mm) {
   uint64_t was = mmi_pool_excess(&mm->pool, MM_POOL_EXECUTION) +
                  mmi_pool_excess(&mm->pool, MM_POOL_STORAGE);
-  if (was && !mmi_in_evict_callback(mm)) {
-    evict_over(mm, MM_POOL_STORAGE);
-    evict_over(mm, MM_POOL_EXECUTION);
-  }
+  if (was && !mmi_in_evict_callback(mm))
+    evict_all_over(mm);
   if (!fits_now(mm))
     return was > mmi_pool_excess(&mm->pool, MM_POOL_EXECUTION) +
                      mmi_pool_excess(&mm->pool, MM_POOL_STORAGE);
   uint32_t one = 1;
   if (mm_cas_acq_rel_u32(&mm->budget_over, &one, 0))
-    mm_faa_seq_cst_u32(&mm->held.over, (uint32_t)-1);
+    count_out(mm);
   return was != 0;
+}
+
+/* Count in, put @total in force, tell held requests (outside the lock:
+ * a pass may run eviction callbacks), settle. */
+static mm_status resize(mm_t *mm, uint64_t total, int64_t deadline,
+                        bool no_ask) {
+  mmi_budget_count_in(mm);
+  pthread_mutex_lock(&mm->resize);
+  mm_status st = budget_put(mm, total);
+  pthread_mutex_unlock(&mm->resize);
+  if (st != MM_OK) {
+    count_out(mm);
+    return st;
+  }
+  mmi_budget_applied(mm);
+  return mmi_budget_settle(mm, total, deadline, no_ask);
 }
 
 mm_status mm_set_budget(mm_t *mm, size_t total_bytes, int64_t timeout_ns) {
@@ -218,12 +271,7 @@ mm_status mm_set_budget(mm_t *mm, size_t total_bytes, int64_t timeout_ns) {
   int64_t deadline = timeout_ns == MM_WAIT_FOREVER      ? MM_FOREVER_NS
                      : timeout_ns > MM_FOREVER_NS - now ? MM_FOREVER_NS
                                                         : now + timeout_ns;
-  pthread_mutex_lock(&mm->resize);
-  mm_status st = budget_put(mm, total_bytes);
-  pthread_mutex_unlock(&mm->resize);
-  if (st != MM_OK)
-    return st;
-  return mmi_budget_settle(mm, total_bytes, deadline, in_callback);
+  return resize(mm, total_bytes, deadline, in_callback);
 }
 
 /* ---- the service thread's periodic work ---------------------------------
@@ -233,26 +281,25 @@ int64_t mmi_service_first_tick(mm_t *mm) {
   int64_t now = mm_now_ns();
   mm->poll_at = mm->cfg.external_poll ? now : MM_FOREVER_NS;
   mm->follow_at = mm->cfg.follow_cgroup ? now : MM_FOREVER_NS;
+  mm->followed = mm->cfg.total_bytes; /* what mm_create read */
   return mm->poll_at < mm->follow_at ? mm->poll_at : mm->follow_at;
 }
 
-/* follow_cgroup: the budget the environment gives now, within what the
- * plan allows (a limit below what it needs is not followed). */
+/* follow_cgroup: when the budget the environment gives changes, resize
+ * to it, within the ceiling (a mm_set_budget meanwhile stands until the
+ * environment changes again; a limit that gives a budget the plan does
+ * not allow is not followed). */
 static void follow(mm_t *mm) {
   int source;
   uint64_t total =
       mmi_budget_auto(mm->cfg.auto_fraction, mm->cfg.page_size, &source);
   if (total > mm->pool.total)
     total = mm->pool.total;
-  if (total == 0 || total == mmi_pool_budget(&mm->pool))
+  if (total == 0 || total == mm->followed)
     return;
-  pthread_mutex_lock(&mm->resize);
-  mm_status st = budget_put(mm, total);
-  pthread_mutex_unlock(&mm->resize);
-  if (st != MM_OK)
-    return;
-  mm_store_relaxed_u32(&mm->budget_source, (uint32_t)source);
-  (void)mmi_budget_settle(mm, total, mm_now_ns(), true);
+  mm->followed = total;
+  if (resize(mm, total, mm_now_ns(), true) != MM_EINVAL)
+    mm_store_relaxed_u32(&mm->budget_source, (uint32_t)source);
 }
 
 int64_t mmi_service_tick(mm_t *mm) {

@@ -106,6 +106,118 @@ static void test_shrink_evicts(void **state) {
   mm_destroy(mm);
 }
 
+/* What is over after a shrink is evicted from storage only down to its
+ * own pool; the rest for execution, within the protected floor. */
+static void test_shrink_keeps_floor(void **state) {
+  (void)state;
+  for (int borrow = 0; borrow < 2; borrow++) {
+    mm_config cfg = {.total_bytes = 1 * MiB, .storage_may_borrow = borrow};
+    cfg.storage_protected_bytes = 256 * KiB;
+    cfg.max_execution_request = 1 * MiB;
+    mm_t *mm;
+    assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+    for (uint64_t id = 1; id <= 128; id++)
+      assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
+    assert_int_equal(mm_set_budget(mm, 640 * KiB, MM_NO_WAIT), MM_ETIMEDOUT);
+    mm_stats s = mm_test_stats(mm);
+    assert_int_equal(s.storage_used_bytes, 256 * KiB); /* the floor */
+    assert_int_equal(s.over_budget_bytes, 128 * KiB);
+    mm_destroy(mm);
+  }
+}
+
+/* An eviction that starts while another evicts what is over covers only
+ * the rest: nothing is evicted twice over. */
+static struct {
+  mm_t *mm;
+  atomic_int calls, go, done;
+} twice;
+
+static void *acquire_meanwhile(void *arg) {
+  (void)arg;
+  int64_t until = now_ns() + 5000 * MS;
+  while (!atomic_load(&twice.go) && now_ns() < until)
+    sleep_ms(1);
+  CHECK(mm_acquire_execution(twice.mm, 2, 4 * KiB, MM_NO_WAIT) == MM_OK);
+  atomic_store(&twice.done, 1);
+  return NULL;
+}
+
+static void evict_and_wait(void *ctx, uint64_t id, void *data, size_t bytes) {
+  (void)ctx, (void)id, (void)data, (void)bytes;
+  if (atomic_fetch_add(&twice.calls, 1) != 0)
+    return;
+  /* The first victim of the shrink: the other thread acquires now. */
+  atomic_store(&twice.go, 1);
+  int64_t until = now_ns() + 5000 * MS;
+  while (!atomic_load(&twice.done) && now_ns() < until)
+    sleep_ms(1);
+  CHECK(atomic_load(&twice.done));
+}
+
+static void test_over_evicted_once(void **state) {
+  (void)state;
+  memset(&twice, 0, sizeof twice);
+  mm_config cfg = {.total_bytes = 1 * MiB, .on_evict = evict_and_wait};
+  mm_t *mm;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  twice.mm = mm;
+  for (uint64_t id = 1; id <= 128; id++)
+    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, acquire_meanwhile, NULL), 0);
+  /* 256 KiB over: storage's own 128 KiB, then 128 KiB for execution. */
+  assert_int_equal(mm_set_budget(mm, 768 * KiB, 5000 * MS), MM_OK);
+  pthread_join(t, NULL);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
+  mm_stats s = fitting(mm);
+  /* 64 pages for what was over, one for the 4 KiB: a page to spare. */
+  assert_true(s.evictions >= 65 && s.evictions <= 66);
+  mm_destroy(mm);
+}
+
+/* The resize lock is never held across a dispatch pass: a grow's pass
+ * runs eviction callbacks after it is let go. */
+static mm_t *lock_mm;
+static atomic_int lock_free_in_callback;
+static void check_unlocked(void *ctx, uint64_t id, void *data, size_t bytes) {
+  (void)ctx, (void)id, (void)data, (void)bytes;
+  if (pthread_mutex_trylock(&lock_mm->resize) == 0) {
+    pthread_mutex_unlock(&lock_mm->resize);
+    atomic_fetch_add(&lock_free_in_callback, 1);
+  } else {
+    CHECK(!"the resize lock is held in an eviction callback");
+  }
+}
+
+static void test_grow_evicts_unlocked(void **state) {
+  (void)state;
+  mm_config cfg = {.total_bytes = 1 * MiB, .max_total_bytes = 2 * MiB};
+  cfg.on_evict = check_unlocked;
+  cfg.max_execution_request = 1 * MiB;
+  cfg.overtake_limit_ns = NEVER_STARVES;
+  mm_t *mm;
+  assert_int_equal(mm_create(&cfg, &mm), MM_OK);
+  lock_mm = mm;
+  atomic_store(&lock_free_in_callback, 0);
+  for (uint64_t id = 1; id <= 128; id++) /* storage's 512 KiB */
+    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
+  atomic_store(&outcome, -1);
+  uint64_t ticket;
+  /* Held now; after the grow it fits only by evicting. */
+  assert_int_equal(mm_acquire_async(mm, MM_POOL_EXECUTION, 2, 768 * KiB,
+                                    MM_WAIT_FOREVER, on_grant, NULL, &ticket),
+                   MM_EINPROGRESS);
+  assert_int_equal(mm_set_budget(mm, 1536 * KiB, MM_NO_WAIT), MM_OK);
+  EVENTUALLY(atomic_load(&outcome) == MM_OK);
+  assert_true(atomic_load(&lock_free_in_callback) > 0);
+  assert_int_equal(atomic_load(&mm_test_failures), 0);
+  mm_destroy(mm);
+}
+
 /* Memory in use past a shrink: the call times out with the new budget in
  * force; nothing is granted past it, spare quota included; releases bring
  * use back, and then requests fit again. */
@@ -423,6 +535,9 @@ int main(void) {
       cmocka_unit_test(test_grow_grants_held),
       cmocka_unit_test(test_shrink_evicts),
       cmocka_unit_test(test_shrink_times_out),
+      cmocka_unit_test(test_shrink_keeps_floor),
+      cmocka_unit_test(test_over_evicted_once),
+      cmocka_unit_test(test_grow_evicts_unlocked),
       cmocka_unit_test(test_shrink_waits_for_release),
       cmocka_unit_test(test_shrink_reclaims),
       cmocka_unit_test(test_shrink_ends_too_large),
