@@ -479,7 +479,7 @@ static mmi_evict_result evict_charge(mm_t *mm, mm_pool pool, uint64_t bytes,
   mmi_evict_result backed = MMI_EVICT_NO_ROOM;
   if (lacks || most_over) {
     over = over_reserve(mm, pool, most_over, &seen);
-    if (!for_exec && over > mmi_pool_storage_own_excess(&mm->pool))
+    if (!for_exec && over && over > mmi_pool_storage_own_excess(&mm->pool))
       goto back_out; /* execution's part: not storage's to evict */
   }
   uint64_t need = lacks + over;

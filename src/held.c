@@ -595,10 +595,11 @@ void mmi_held_news(mm_t *mm) {
    * before such a pass began, and we kick (DESIGN.md 3.7). */
   mm_fence_seq_cst();
   mmi_held *h = &mm->held;
+  /* (`over`: a shrink waits, or left use past the budget.) */
   if (mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) +
-              mm_load_relaxed_u64(&h->count[MM_POOL_STORAGE]) !=
-          0 ||
-      mm_load_relaxed_u32(&h->over)) /* a shrink waits, or left use past */
+          mm_load_relaxed_u64(&h->count[MM_POOL_STORAGE]) +
+          mm_load_relaxed_u64(&h->over) !=
+      0)
     kick(mm);
 }
 
@@ -638,9 +639,9 @@ bool mmi_pressure_tight(mm_t *mm, uint64_t more) {
   uint64_t used = mmi_pool_used_guess(&mm->pool) + more;
   return used + mmi_tcaches_capacity(&mm->caches) > mm->pool.total ||
          mm_load_relaxed_u64(&mm->held.count[MM_POOL_EXECUTION]) +
-                 mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) !=
-             0 ||
-         mm_load_relaxed_u32(&mm->held.over);
+                 mm_load_relaxed_u64(&mm->held.count[MM_POOL_STORAGE]) +
+                 mm_load_relaxed_u64(&mm->held.over) !=
+             0;
 }
 
 void mmi_pressure_update(mm_t *mm) {
@@ -946,7 +947,7 @@ mm_status mmi_held_init(mm_t *mm) {
     mm_store_relaxed_u32(&h->blocked[p], 0);
     mm_store_relaxed_u64(&h->bar_at[p], (uint64_t)MM_FOREVER_NS);
   }
-  mm_store_relaxed_u32(&h->over, 0);
+  mm_store_relaxed_u64(&h->over, 0);
   mm_store_relaxed_u32(&h->baton, 0);
   mm_store_relaxed_u64(&h->pending, 0);
   mm_store_relaxed_u64(&h->passed, 0);

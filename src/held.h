@@ -25,12 +25,12 @@ typedef struct mmi_held {
    * Written only when a request starts or stops being held, or a bar
    * changes. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u64 count[2];
-  mm_atomic_u32 blocked[2]; /* barred by a starved request */
-  mm_atomic_u64 bar_at[2];  /* when a held request will starve and bar */
   /* Use is, or may be, past the budget (resize.c: shrinks settling, and
    * one that timed out): spare quota is not used, and every release and
-   * unpin kicks a pass. */
-  mm_atomic_u32 over;
+   * unpin kicks a pass.  Beside the counts: read with them, summed. */
+  mm_atomic_u64 over;
+  mm_atomic_u32 blocked[2]; /* barred by a starved request */
+  mm_atomic_u64 bar_at[2];  /* when a held request will starve and bar */
 
   /* The dispatch baton and the work notes left for its holder. */
   _Alignas(MM_CACHE_LINE) mm_atomic_u32 baton;

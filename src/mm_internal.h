@@ -311,8 +311,8 @@ bool mmi_pressure_tight(mm_t *mm, uint64_t more);
  * requests?  Relaxed: fairness, not the wake-up rule (consumer.c). */
 static inline bool mmi_spare_usable(const mm_t *mm) {
   const mmi_held *h = &mm->held;
-  return mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) == 0 &&
-         !mm_load_relaxed_u32(&h->over) &&
+  return (mm_load_relaxed_u64(&h->count[MM_POOL_EXECUTION]) |
+          mm_load_relaxed_u64(&h->over)) == 0 &&
          !mm_load_relaxed_u32(&h->blocked[MM_POOL_EXECUTION]) &&
          (int64_t)mm_load_relaxed_u64(&h->bar_at[MM_POOL_EXECUTION]) ==
              MM_FOREVER_NS;
@@ -323,9 +323,9 @@ static inline bool mmi_spare_usable(const mm_t *mm) {
  * (consumer.c), and with a shrink (resize.c). */
 static inline bool mmi_anyone_held(const mm_t *mm) {
   return mm_load_seq_cst_u64(&mm->held.count[MM_POOL_EXECUTION]) +
-                 mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) !=
-             0 ||
-         mm_load_seq_cst_u32(&mm->held.over) != 0;
+             mm_load_seq_cst_u64(&mm->held.count[MM_POOL_STORAGE]) +
+             mm_load_seq_cst_u64(&mm->held.over) !=
+         0;
 }
 
 /* Charge @bytes to @c from its spare quota, if it has them and nothing

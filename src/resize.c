@@ -157,11 +157,11 @@ void mmi_budget_count_in(mm_t *mm) {
    * fence), and before the shrink's CAS or the charge past the budget,
    * so that no spare quota is taken past it (the pair with a release's
    * CAS and its read of `over`: mmi_anyone_held). */
-  mm_faa_seq_cst_u32(&mm->held.over, 1);
+  mm_faa_seq_cst_u64(&mm->held.over, 1);
 }
 
 static void count_out(mm_t *mm) {
-  mm_faa_seq_cst_u32(&mm->held.over, (uint32_t)-1);
+  mm_faa_seq_cst_u64(&mm->held.over, (uint64_t)-1);
 }
 
 mm_status mmi_budget_settle(mm_t *mm, uint64_t total, int64_t deadline,
