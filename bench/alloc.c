@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * alloc.c -- throughput of the books and of real memory, against
  * baselines, at 1, 2, 4, 8 and 16 threads, side by side in one run.

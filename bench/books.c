@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * books.c -- what one acquire+release pair of book-keeping costs on this
  * machine, by primitive, side by side in one run, one thread.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * evict.c -- page replacement throughput and sampled-LRU hit ratio.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * handoff.c -- how long from a release to the wake-up of the held request
  * it satisfies.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * harness.h -- what the benchmarks share: the clock, the median of three,
  * and one timed point (threads started together, stopped together).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * page.c -- a pin + unpin of a cached page, against baselines, at 1, 2,
  * 4, 8 and 16 threads, side by side in one run.

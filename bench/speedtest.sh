@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/speedtest.sh [BUILD_DIR] -- SQLite's own benchmark, speedtest1,
 # stock against the manager's preload library.
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # bench/sqlite.sh [BUILD_DIR] -- SQLite on the manager against SQLite's
 # own page cache and allocator, with contrib/sqlite/tests/workload.sql.
 #

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * memory_manager.h -- one memory budget, two pools, for a multi-core
  * database engine.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """bench-report.py RUN.csv [RUN.csv ...] -- medians of mm-bench-alloc runs.
 
 mm-bench-alloc already reports the median of three rounds per point; with

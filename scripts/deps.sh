@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # deps.sh -- sourced by scripts/demo and scripts/test: installs the Debian
 # packages the build needs, only when some are missing.  As root it runs
 # apt-get itself; otherwise through sudo.

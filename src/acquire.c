@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * acquire.c -- the front door: every acquire, blocking or asynchronous,
  * execution or storage, comes through mmi_request_acquire.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * alloc.c -- real memory on top of the books: blocks for consumers and
  * exec ids (mm_consumer_alloc, mm_exec_alloc ...), pages (mm_storage_alloc).

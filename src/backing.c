@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * backing.c -- real memory from a private jemalloc arena on a reservation
  * of address space.

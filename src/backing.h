@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * backing.h -- where the manager's real memory comes from: a private
  * jemalloc arena whose pages come from one reservation of address space,

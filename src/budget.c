@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * budget.c -- where a budget of 0 comes from: the limit of the process's
  * own cgroup, else the machine's physical memory.

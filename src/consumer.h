@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * consumer.h -- consumers: handles on an exec id whose books are one word,
  * served from quota reserved ahead from the pool word.  See consumer.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * evict.c -- the victim set, and eviction: making room in the budget by
  * dropping unpinned storage pages.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * evict.h -- the victim set of live storage pages, and eviction.  See
  * evict.c.

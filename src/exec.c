@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * exec.c -- execution memory by exec id: the id-based calls, on the exec
  * id's own consumer.

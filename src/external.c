@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * external.c -- memory the manager did not allocate, counted against the
  * budget: sources reported by mm_external_set, and the polled sum

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * held.h -- requests that wait: blocking acquires with deadlines,
  * asynchronous acquires with callbacks, cancellation.  See held.c.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm.c -- the manager's life: configuration, creation, destruction,
  * status strings and the stats picture.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_internal.h -- the manager's layout, shared by the files of src/.
  *

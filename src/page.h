@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * page.h -- a storage page's record, shared by storage.c (registration,
  * pins, release) and evict.c (the victim set and eviction).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * pool.h -- the two-pool accounting: who may take how many bytes.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * queue.c -- Concurrency Kit's lock-free FIFO and stack, made safe to
  * free.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * queue.h -- the Concurrency Kit structures behind held requests:
  *

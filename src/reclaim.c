@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * reclaim.c -- asking consumers to give memory back (spill callbacks).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * registry.c -- id -> record maps on liburcu's lock-free hash table, and
  * the RCU glue that makes reading them safe.

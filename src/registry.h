@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * registry.h -- id -> record maps that readers walk without locks, and the
  * RCU read sections and deferred frees that keep their records alive.

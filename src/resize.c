@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * resize.c -- the elastic budget: mm_set_budget, and the service thread's
  * periodic work (external_poll, follow_cgroup).

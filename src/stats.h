@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * stats.h -- event counters that many threads bump without sharing a
  * cache line.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * storage.c -- storage pages: records, pinning, release.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tcache.c -- per-thread caches of freed blocks.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tcache.h -- per-thread caches of freed blocks in front of the backing
  * arena, one per thread and manager.  See tcache.c.

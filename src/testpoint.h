@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * testpoint.h -- named points on slow paths where a test may stop the
  * calling thread, to open a race window on purpose and make a rare

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tsan.h -- telling ThreadSanitizer about orderings it cannot see.
  *

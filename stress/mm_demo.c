@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_demo.c -- a tour of the manager on its defaults: both pools,
  * borrowing and repaying, eviction, pins, declines, then many threads at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_stress.c -- drive the manager the way a storage engine would, hard,
  * and check its promises all the time.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_test.h -- helpers shared by the unit tests.
  */

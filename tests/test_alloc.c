@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_alloc.c -- real memory: mm_exec_alloc / mm_exec_free /
  * mm_storage_alloc round trips, refused frees, pages born pinned and

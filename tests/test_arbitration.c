@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_arbitration.c -- how execution memory is shared among consumers:
  * grants of "at least this, at most that", guarantees and caps, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_budget.c -- a budget of 0: the process's cgroup limit, read from
  * a fake cgroup tree (v2, v1, both, none), else physical memory.

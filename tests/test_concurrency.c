@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_concurrency.c -- many more threads than cores hammering one
  * manager.  Checked all the time:

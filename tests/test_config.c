@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_config.c -- mm_create's checks and defaults, mm_strerror, and the
  * NULL-manager answers of every call.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_consumer.c -- consumer handles: their books, their quota, their
  * blocks, many threads on one consumer, and the per-thread caches behind

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_evict.c -- eviction: who is evicted, how much, all or nothing, the
  * protected floor, the callback's contract, the policies, and many threads

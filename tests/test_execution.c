@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_execution.c -- execution memory: grants, declines, per-exec-id
  * books, borrowing from storage and repaying it.  The pool rules are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_held.c -- held requests: blocking waits with deadlines,
  * asynchronous grants, cancellation, order and starvation, destroy with

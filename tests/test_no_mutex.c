@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_no_mutex.c -- the acquire and release paths take no lock.
  *

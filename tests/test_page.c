@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_page.c -- page handles: a page reached through its handle, the
  * handle outliving its page, and pins through handles and ids agreeing.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_pool.c -- the two-pool rules of pool.c, on small numbers, with the
  * pool-sum invariant checked after every step.

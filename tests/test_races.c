@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_races.c -- interleavings that once lost a wake-up, freed the
  * manager under a caller, spun, or broke a promise of the header, made

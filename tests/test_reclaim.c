@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_reclaim.c -- consumers that give memory back when asked: who is
  * asked and in which order, at most once per shortage, on which thread,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_registry.c -- the RCU-protected id -> record maps of registry.c.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_resize.c -- the elastic budget: mm_set_budget growing (held
  * requests granted), shrinking (pages evicted, consumers asked, a wait

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_stats.c -- striped counters: exact sums, decrements, many threads.
  */

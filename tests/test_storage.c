@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_storage.c -- storage pages: registration, rounding, duplicates,
  * pins, release, the storage pool's limits with and without borrowing.

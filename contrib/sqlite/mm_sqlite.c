@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_sqlite.c -- SQLite's page cache and heap on a memory_manager budget.
  *

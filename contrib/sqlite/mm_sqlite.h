@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_sqlite.h -- run SQLite on a memory_manager budget.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * preload.c -- libmm_sqlite_preload.so: run an unchanged program that uses
  * SQLite (the sqlite3 shell, say) on a memory_manager budget.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_atomic.h -- the project's one vocabulary for atomic operations.
  *

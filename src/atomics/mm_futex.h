@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_futex.h -- sleeping on a 32-bit atomic word (Linux futex).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * fuzz_api.c -- libFuzzer target: bytes become a configuration and a
  * sequence of API calls, valid and invalid, and every answer is checked

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """make_seeds.py -- write the hand-made part of the seed corpus.
 
 Each seed is a configuration and a sequence of calls in fuzz_api.c's

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # run.sh -- the fuzz target's two CI jobs.
 #   run.sh replay FUZZER CORPUS            every corpus input, once each
 #   run.sh fuzz FUZZER CORPUS WORK SECONDS fuzz from the corpus for SECONDS,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # check.sh BUILD_DIR THIS_DIR CC -- install the built library into a
 # scratch prefix, then build and run consumer.c against the installed
 # files only: pkg-config shared, pkg-config static, and find_package.

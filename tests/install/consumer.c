@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * consumer.c -- a program that knows the manager only through its
  * installed header and pkg-config / find_package.  It calls every public

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # compare.sh RUN SCRIPT WORK [BUDGET] -- the script through the adapter
 # (BUDGET, default 16M: the database is several times bigger) and through
 # SQLite's own cache and allocator at the same page budget; the results

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * mm_sqlite_run.c -- run a SQL script through SQLite, on the manager or on
  * SQLite's own page cache and allocator, and print every result row.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # preload.sh SQLITE3 PRELOAD SCRIPT WORK [BUDGET] -- the stock sqlite3
 # program runs the script on its own and under the preload library
 # (BUDGET, default 16MiB): the same output, and the library's statistics

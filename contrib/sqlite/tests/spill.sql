@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-2-Clause
 -- spill.sql -- statements several times bigger than the budget, with a
 -- cache_size far above it: sorts, index builds, a join, DISTINCT and
 -- GROUP BY on temporary b-trees, a DROP TABLE, VACUUM.  Under the adapter at a 4 MiB

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_sqlite_pcache.c -- the adapter's page cache methods called one by
  * one, as SQLite's pcache.c calls them, against what the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test_sqlite_threads.c -- several connections on several threads (SQLite
  * in multi-thread mode: each connection used by one thread at a time) on

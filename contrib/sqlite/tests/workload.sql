@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-2-Clause
 -- workload.sql -- deterministic stress workload for a custom SQLite page cache
 -- and memory allocator.
 --
