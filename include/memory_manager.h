@@ -165,7 +165,9 @@ typedef void (*mm_evict_fn)(void *ctx, uint64_t page_id, void *data,
  *
  * Zero-initialise it, set total_bytes (or leave it 0 for a budget from
  * where the process runs), and change only what you need: every field
- * has "0 means default".  Fields are only ever added at the end.
+ * has "0 means default".  Fields are only ever added at the end, with a
+ * new symbol version of mm_create (README, "ABI"): a program built
+ * against an older header keeps working.
  */
 typedef struct mm_config {
   size_t total_bytes;             /* at least 2 pages, at most 2^62
@@ -1026,7 +1028,7 @@ MM_API void mm_trim(mm_t *mm);
 
 /*
  * mm_stats - a picture of the manager.  Fields are only ever added at the
- * end.
+ * end, with a new symbol version of mm_get_stats (README, "ABI").
  *
  * The pool sizes and the used and borrowed bytes come from one atomic
  * snapshot of the pools, so they agree with one another: the pool sizes
@@ -1113,6 +1115,26 @@ typedef struct mm_stats {
  * in a tight loop beside latency-critical frees.
  */
 MM_API void mm_get_stats(const mm_t *mm, mm_stats *out);
+
+/*
+ * mm_stats_print - the picture of mm_get_stats, for people or for tools,
+ * in the manner of jemalloc's malloc_stats_print.
+ *
+ * @write(@ctx, text) is called with the output in pieces, each a
+ * NUL-terminated string (NULL @write: written to stderr).  By default the
+ * output is a table: the budget and where it came from, both pools with
+ * what they use and borrow, consumers' quota reserved ahead and blocks
+ * parked in the per-thread caches, held requests and how they ended,
+ * evictions with their rate since mm_create, reclaim callbacks, external
+ * memory, and the allocator's view of its arena.  With 'J' in @opts (NULL
+ * or "" for none) it is one JSON object instead, on one line, whose field
+ * names are stable (new ones are only ever added): "version" is 1 today.
+ * Nothing is written for a NULL @mm.  Thread-safe, as mm_get_stats (whose
+ * note on the arena's mutexes applies).
+ */
+MM_API void mm_stats_print(const mm_t *mm,
+                           void (*write)(void *ctx, const char *text),
+                           void *ctx, const char *opts);
 
 /*
  * The elastic budget

@@ -3,7 +3,8 @@
 # packages the build needs, only when some are missing.  As root it runs
 # apt-get itself; otherwise through sudo.
 mm_packages="cmake make gcc pkg-config clang libclang-rt-14-dev clang-format
-liburcu-dev libck-dev libjemalloc-dev libcmocka-dev libsqlite3-dev sqlite3"
+liburcu-dev libck-dev libjemalloc-dev libcmocka-dev libsqlite3-dev sqlite3
+abi-dumper abi-compliance-checker dpkg-dev debhelper lintian"
 
 mm_install_deps() {
   missing=""

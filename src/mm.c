@@ -169,6 +169,7 @@ mm_status mm_create(const mm_config *cfg, mm_t **out) {
     return MM_ENOMEM;
   memset(mm, 0, sizeof *mm);
   mm->cfg = plan;
+  mm->born_ns = mm_now_ns();
   mm_store_relaxed_u32(&mm->budget_source, (uint32_t)source);
   mmi_pool_init(&mm->pool, plan.max_total_bytes, storage_init,
                 plan.storage_may_borrow);

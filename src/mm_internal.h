@@ -75,6 +75,7 @@ struct mm {
   int64_t poll_at, follow_at; /* the service thread's, when each is due */
   uint64_t followed;          /* ... and the budget it last followed */
   mmi_counters counters;
+  int64_t born_ns; /* mm_create's clock: rates in mm_stats_print */
 };
 
 /*

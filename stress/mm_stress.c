@@ -432,6 +432,7 @@ typedef struct counts {
 
 static counts *per_thread;
 static atomic_ullong async_started, async_ended;
+static atomic_ullong async_at_once, async_refused; /* MM_OK, MM_ENOMEM */
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -519,6 +520,10 @@ static mm_status async_call(int me, int pool, uint64_t id, size_t bytes,
   slot_fill(a, pool, bytes, timeout);
   mm_status st =
       mm_acquire_async(mm, pool, id, bytes, timeout, async_done, a, ticket);
+  if (st == MM_OK)
+    atomic_fetch_add(&async_at_once, 1); /* granted at once: no callback */
+  else if (st == MM_ENOMEM)
+    atomic_fetch_add(&async_refused, 1);
   if (st == MM_EINPROGRESS) {
     atomic_fetch_add(&async_started, 1);
     int calling = SLOT_CALLING; /* unless its callback came first */
@@ -1079,6 +1084,15 @@ static void resize_step(void) {
   }
 }
 
+/* The manager's own account of the run (mm_stats_print), taken when the
+ * workers stop, before the teardown empties it; printed with the report. */
+static char manager_account[8192];
+static void keep_account(void *ctx, const char *text) {
+  (void)ctx;
+  size_t n = strlen(manager_account);
+  snprintf(manager_account + n, sizeof manager_account - n, "%s", text);
+}
+
 /* ---- the run ------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -1138,7 +1152,10 @@ int main(int argc, char **argv) {
   int64_t t0 = now_ns();
   for (int i = 0; i < opt.threads; i++)
     pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
+  /* The progress line: redrawn in place on a terminal, else a line of
+   * its own each second (logs show it too); none with --json. */
   bool tty = isatty(STDOUT_FILENO) && !opt.json;
+  bool progress = !opt.json;
   uint64_t last_ops = 0, last_evict = 0;
   for (int64_t tick = 1;; tick++) {
     while (now_ns() < t0 + tick * 100000000 && !atomic_load(&stop)) {
@@ -1151,20 +1168,20 @@ int main(int argc, char **argv) {
       check_stranded();
     if (opt.resize && tick % 2 == 0) /* every 200 ms */
       resize_step();
-    if (tick % 10 == 0 && tty) { /* the one-line progress display */
+    if (tick % 10 == 0 && progress) { /* the progress line */
       uint64_t ops = 0;
       for (int i = 0; i < opt.threads; i++)
         for (int k = 0; k < NKIND; k++)
           ops += per_thread[i].ops[k];
       mm_stats s;
       mm_get_stats(mm, &s);
-      printf("\r%5.1fs %9.0f ops/s  exec %5zu/%5zu MiB  storage %5zu/%5zu "
-             "MiB  %7.0f evictions/s  held %llu   ",
-             (now_ns() - t0) / 1e9, (double)(ops - last_ops),
+      printf("%s%5.1fs %9.0f ops/s  exec %5zu/%5zu MiB  storage %5zu/%5zu "
+             "MiB  %7.0f evictions/s  held %llu%s",
+             tty ? "\r" : "", (now_ns() - t0) / 1e9, (double)(ops - last_ops),
              s.execution_used_bytes / MiB, s.execution_pool_bytes / MiB,
              s.storage_used_bytes / MiB, s.storage_pool_bytes / MiB,
-             (double)(s.evictions - last_evict),
-             (unsigned long long)s.held_now);
+             (double)(s.evictions - last_evict), (unsigned long long)s.held_now,
+             tty ? "   " : "\n");
       fflush(stdout);
       last_ops = ops;
       last_evict = s.evictions;
@@ -1177,6 +1194,7 @@ int main(int argc, char **argv) {
     pthread_join(t[i], NULL);
   mmi_backing_fail_every(0);
   reap_orphans();
+  mm_stats_print(mm, keep_account, NULL, opt.json ? "J" : "");
   if (opt.resize) /* back to the whole budget for the teardown's checks */
     INVARIANT(mm_set_budget(mm, opt.budget, MM_WAIT_FOREVER) == MM_OK);
   double elapsed = (now_ns() - t0) / 1e9;
@@ -1272,7 +1290,9 @@ int main(int argc, char **argv) {
              k ? "," : "", kind_name[k], (unsigned long long)all.ops[k],
              (unsigned long long)all.ok[k], percentile(all.lat[k], 0.5),
              percentile(all.lat[k], 0.99), percentile(all.lat[k], 0.999));
-    printf("},\"invariants\":\"held\"}\n");
+    manager_account[strcspn(manager_account, "\n")] = '\0';
+    printf("},\"invariants\":\"held\",\"manager\":%s}\n", manager_account);
+    mm_destroy(mm);
     return 0;
   }
   printf("mm-stress: %s, %d threads, %.1f s, budget %zu MiB, %s eviction\n",
@@ -1292,17 +1312,28 @@ int main(int argc, char **argv) {
   uint64_t blocking_held = end.held - async_held;
   uint64_t blocking_ok = end.held_granted - atomic_load(&async_ok);
   uint64_t blocking_to = atomic_load(&blocking_timed_out);
-  printf("held %llu: asynchronous %llu (granted %llu, timed out %llu, "
-         "cancelled %llu; callbacks %llu of %llu), blocking %llu (granted "
-         "%llu, timed out %llu, allocator failed %llu)\n",
-         (unsigned long long)end.held, (unsigned long long)async_held,
+  uint64_t async_made =
+      atomic_load(&async_at_once) + async_held + atomic_load(&async_refused);
+  printf("asynchronous requests: %llu made (the \"async\" row; ok = granted "
+         "at once or held): %llu granted at once (MM_OK: no callback is "
+         "due), %llu held and answered by callback (%llu granted, %llu "
+         "timed out, %llu cancelled; %llu of %llu callbacks run), %llu "
+         "declined\n",
+         (unsigned long long)async_made,
+         (unsigned long long)atomic_load(&async_at_once),
+         (unsigned long long)async_held,
          (unsigned long long)atomic_load(&async_ok),
          (unsigned long long)atomic_load(&async_timed_out),
          (unsigned long long)atomic_load(&async_cancelled),
          (unsigned long long)atomic_load(&async_ended),
-         (unsigned long long)async_held, (unsigned long long)blocking_held,
-         (unsigned long long)blocking_ok, (unsigned long long)blocking_to,
-         (unsigned long long)(blocking_held - blocking_ok - blocking_to));
+         (unsigned long long)async_held,
+         (unsigned long long)atomic_load(&async_refused));
+  printf("blocking requests held: %llu (granted %llu, timed out %llu, "
+         "allocator failed %llu); held in all: %llu\n",
+         (unsigned long long)blocking_held, (unsigned long long)blocking_ok,
+         (unsigned long long)blocking_to,
+         (unsigned long long)(blocking_held - blocking_ok - blocking_to),
+         (unsigned long long)end.held);
   if (end.reclaims)
     printf("reclaim: %llu callbacks gave back %llu MiB (%llu spills by the "
            "sorters), %.1f us each on average\n",
@@ -1332,6 +1363,8 @@ int main(int argc, char **argv) {
   printf("invariants: all held; pools back at %zu/%zu MiB, nothing left "
          "allocated\n",
          end.execution_pool_bytes / MiB, end.storage_pool_bytes / MiB);
+  printf("the manager's own account, when the workers stopped:\n%s",
+         manager_account);
   mm_destroy(mm);
   free(t);
   free(per_thread);

@@ -73,25 +73,20 @@ static int parse_size(const char *s, size_t *out) {
   return 0;
 }
 
+/* MM_SQLITE_STATS=1: at exit, the adapter's page cache figures, then the
+ * manager's own account (mm_stats_print's table), on stderr. */
 static void print_stats(void) {
-  mm_stats s;
   mm_sqlite_stats a;
-  mm_get_stats(preload_mm, &s);
   mm_sqlite_get_stats(&a);
   double lookups = (double)(a.fetch_hits + a.fetch_misses);
   fprintf(stderr,
-          "mm_sqlite: budget %zu: execution %zu used of %zu, storage %zu "
-          "used of %zu (%llu pages, %zu pinned bytes)\n"
-          "mm_sqlite: %llu evictions; page cache hit ratio %.3f (%llu hits, "
-          "%llu misses, %llu failed); %llu allocations failed\n",
-          s.total_bytes, s.execution_used_bytes, s.execution_pool_bytes,
-          s.storage_used_bytes, s.storage_pool_bytes,
-          (unsigned long long)s.storage_pages, s.storage_pinned_bytes,
-          (unsigned long long)s.evictions,
+          "mm_sqlite: page cache hit ratio %.3f (%llu hits, %llu misses, "
+          "%llu failed); %llu allocations failed\n",
           lookups ? (double)a.fetch_hits / lookups : 0.0,
           (unsigned long long)a.fetch_hits, (unsigned long long)a.fetch_misses,
           (unsigned long long)a.fetch_failed,
           (unsigned long long)a.malloc_failed);
+  mm_stats_print(preload_mm, NULL, NULL, ""); /* NULL: to stderr */
 }
 
 __attribute__((constructor)) static void mm_sqlite_preload(void) {

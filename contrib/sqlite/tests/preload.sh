@@ -12,5 +12,5 @@ LD_PRELOAD=$lib MM_SQLITE_BUDGET=$budget MM_SQLITE_STATS=1 \
   "$shell" "$work/mm.db" <"$script" >"$work/mm.out" 2>"$work/mm.err"
 cat "$work/mm.err"
 cmp "$work/stock.out" "$work/mm.out"
-grep -q "^mm_sqlite: [1-9][0-9]* evictions" "$work/mm.err"
+grep -q "^eviction: [1-9][0-9]* pages" "$work/mm.err"
 echo "identical: $(wc -l <"$work/mm.out") lines"
