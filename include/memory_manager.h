@@ -1127,9 +1127,25 @@ MM_API void mm_get_stats(const mm_t *mm, mm_stats *out);
  * parked in the per-thread caches, held requests and how they ended,
  * evictions with their rate since mm_create, reclaim callbacks, external
  * memory, and the allocator's view of its arena.  With 'J' in @opts (NULL
- * or "" for none) it is one JSON object instead, on one line, whose field
- * names are stable (new ones are only ever added): "version" is 1 today.
- * Nothing is written for a NULL @mm.  Thread-safe, as mm_get_stats (whose
+ * or "" for none) it is one JSON object instead, on one line and a
+ * newline, whose names are stable (new ones are only ever added, and
+ * "version", 1 today, counts the additions); every number is a
+ * non-negative integer (no locale can change it):
+ *
+ *   version, uptime_ms (since mm_create),
+ *   budget: total_bytes, max_total_bytes, source ("configured",
+ *           "cgroup-v2", "cgroup-v1" or "physical"), changes, over_bytes
+ *   execution: pool_bytes, used_bytes, borrowed_bytes, credit_bytes,
+ *              exec_ids
+ *   storage: pool_bytes, used_bytes, borrowed_bytes, pinned_bytes, pages
+ *   requests: granted, declined, held, held_granted, timed_out,
+ *             cancelled, held_now
+ *   eviction: pages, bytes, pages_per_s     reclaim: callbacks, bytes, ns
+ *   external: bytes, polled_bytes           caches: parked_bytes
+ *   allocator: allocated_bytes, active_bytes, resident_bytes
+ *
+ * (each the mm_stats field of that meaning).  Nothing is written for a
+ * NULL @mm.  Thread-safe, as mm_get_stats (whose
  * note on the arena's mutexes applies).
  */
 MM_API void mm_stats_print(const mm_t *mm,

@@ -127,12 +127,14 @@ static void print_table(struct out *o, const mm_stats *s, double up) {
 
 #define U(x) ((unsigned long long)(x))
 
+/* Integers only: a double would print with the locale's decimal point
+ * (a host that called setlocale may have a comma), which is not JSON. */
 static void print_json(struct out *o, const mm_stats *s, double up) {
   put(o,
-      "{\"version\":1,\"uptime_s\":%.3f,"
+      "{\"version\":1,\"uptime_ms\":%llu,"
       "\"budget\":{\"total_bytes\":%llu,\"max_total_bytes\":%llu,"
       "\"source\":\"%s\",\"changes\":%llu,\"over_bytes\":%llu},",
-      up, U(s->total_bytes), U(s->max_total_bytes),
+      U(up * 1e3), U(s->total_bytes), U(s->max_total_bytes),
       source_name(s->budget_source), U(s->budget_changes),
       U(s->over_budget_bytes));
   put(o,
@@ -154,10 +156,10 @@ static void print_json(struct out *o, const mm_stats *s, double up) {
       U(s->granted), U(s->declined), U(s->held), U(s->held_granted),
       U(s->timed_out), U(s->cancelled), U(s->held_now));
   put(o,
-      "\"eviction\":{\"pages\":%llu,\"bytes\":%llu,\"pages_per_s\":%.3f},"
+      "\"eviction\":{\"pages\":%llu,\"bytes\":%llu,\"pages_per_s\":%llu},"
       "\"reclaim\":{\"callbacks\":%llu,\"bytes\":%llu,\"ns\":%llu},",
       U(s->evictions), U(s->evicted_bytes),
-      up > 0 ? (double)s->evictions / up : 0.0, U(s->reclaims),
+      U(up > 0 ? (double)s->evictions / up + 0.5 : 0.0), U(s->reclaims),
       U(s->reclaimed_bytes), U(s->reclaim_ns));
   put(o,
       "\"external\":{\"bytes\":%llu,\"polled_bytes\":%llu},"
