@@ -443,7 +443,8 @@ static int64_t now_ns(void) {
 static void record(counts *c, enum kind k, bool ok, int64_t t0) {
   int64_t d = now_ns() - t0;
   int b = d > 1 ? 63 - __builtin_clzll((unsigned long long)d) : 0;
-  c->ops[k]++;
+  /* (ops: its thread's alone, read by the progress line meanwhile) */
+  __atomic_store_n(&c->ops[k], c->ops[k] + 1, __ATOMIC_RELAXED);
   c->ok[k] += ok;
   c->lat[k][b < BUCKETS ? b : BUCKETS - 1]++;
 }
@@ -1172,7 +1173,7 @@ int main(int argc, char **argv) {
       uint64_t ops = 0;
       for (int i = 0; i < opt.threads; i++)
         for (int k = 0; k < NKIND; k++)
-          ops += per_thread[i].ops[k];
+          ops += __atomic_load_n(&per_thread[i].ops[k], __ATOMIC_RELAXED);
       mm_stats s;
       mm_get_stats(mm, &s);
       printf("%s%5.1fs %9.0f ops/s  exec %5zu/%5zu MiB  storage %5zu/%5zu "
