@@ -535,7 +535,7 @@ static uint64_t kick(mm_t *mm) {
      * it sees the baton down, or we see it waiting and wake it. */
     if (mm_load_seq_cst_u32(&h->service_waits))
       service_poke(h);
-    /* A shrink waiting for use to fit is counted in as held, so every
+    /* A shrink waiting for use to fit is counted in held.over, so every
      * release and unpin comes here (the door kicks): it looks again after
      * each pass (resize.c). */
     if (mm_load_seq_cst_u32(&h->budget_waits)) {

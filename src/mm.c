@@ -6,9 +6,10 @@
  * mm_create turns an mm_config into an immutable plan (every default
  * filled in, every field checked), then builds the subsystems: the pool
  * word (pool.c), the exec-id registry (exec.c), the page registry
- * (storage.c) and the counters (stats.c).  Nothing in the manager is ever
- * reconfigured afterwards, so every thread may read the plan without
- * synchronisation.
+ * (storage.c) and the counters (stats.c).  The plan is never changed
+ * afterwards, so every thread may read it without synchronisation; the
+ * budget in force, which mm_set_budget moves, lives in the pool word
+ * (pool.c), and cfg.total_bytes stays the initial one.
  */
 #include "mm_internal.h"
 

@@ -38,6 +38,13 @@ static mm_stats fitting(mm_t *mm) {
   return s;
 }
 
+/* Storage pages 1 to @n of a page each, unpinned (128: all 512 KiB of a
+ * 1 MiB budget's storage pool). */
+static void fill_storage(mm_t *mm, uint64_t n) {
+  for (uint64_t id = 1; id <= n; id++)
+    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+}
+
 static atomic_int outcome = -1;
 static void on_grant(void *ctx, mm_status st) {
   (void)ctx;
@@ -90,8 +97,7 @@ static void test_shrink_evicts(void **state) {
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
   atomic_store(&evicted, 0);
-  for (uint64_t id = 1; id <= 128; id++) /* storage's 512 KiB, full */
-    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  fill_storage(mm, 128); /* storage's 512 KiB, full */
   assert_int_equal(mm_pin_storage(mm, 1, NULL), MM_OK);
   assert_int_equal(mm_set_budget(mm, 256 * KiB, MM_NO_WAIT), MM_OK);
   mm_stats s = fitting(mm);
@@ -117,8 +123,7 @@ static void test_shrink_keeps_floor(void **state) {
     cfg.max_execution_request = 1 * MiB;
     mm_t *mm;
     assert_int_equal(mm_create(&cfg, &mm), MM_OK);
-    for (uint64_t id = 1; id <= 128; id++)
-      assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+    fill_storage(mm, 128);
     assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
     assert_int_equal(mm_set_budget(mm, 640 * KiB, MM_NO_WAIT), MM_ETIMEDOUT);
     mm_stats s = mm_test_stats(mm);
@@ -164,8 +169,7 @@ static void test_over_evicted_once(void **state) {
   mm_t *mm;
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
   twice.mm = mm;
-  for (uint64_t id = 1; id <= 128; id++)
-    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  fill_storage(mm, 128);
   assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, acquire_meanwhile, NULL), 0);
@@ -203,8 +207,7 @@ static void test_grow_evicts_unlocked(void **state) {
   assert_int_equal(mm_create(&cfg, &mm), MM_OK);
   lock_mm = mm;
   atomic_store(&lock_free_in_callback, 0);
-  for (uint64_t id = 1; id <= 128; id++) /* storage's 512 KiB */
-    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  fill_storage(mm, 128); /* storage's 512 KiB */
   assert_int_equal(mm_acquire_execution(mm, 1, 512 * KiB, MM_NO_WAIT), MM_OK);
   atomic_store(&outcome, -1);
   uint64_t ticket;
@@ -361,8 +364,7 @@ static void test_refusals(void **state) {
   assert_int_equal(s.total_bytes, 800 * KiB);
   assert_int_equal(s.budget_changes, 1);
   /* From an eviction callback: refused. */
-  for (uint64_t id = 1; id <= 100; id++)
-    assert_int_equal(mm_acquire_storage(mm, id, PAGE, MM_NO_WAIT), MM_OK);
+  fill_storage(mm, 100);
   assert_int_equal(mm_acquire_execution(mm, 1, 500 * KiB, MM_NO_WAIT), MM_OK);
   assert_true(mm_test_stats(mm).evictions > 0);
   assert_int_equal(atomic_load(&mm_test_failures), 0);
